@@ -1,0 +1,158 @@
+"""Lazy dask arrays over a tile-reading function, one chunk per native tile.
+
+A dask ``compute`` costs about 3 ms of scheduling whatever the graph, more
+than decoding a 512 px JPEG tile. Viewers and patch readers mostly take plain
+rectangular slices, so :class:`LevelArray` remembers the rectangle a basic
+slice selects and computes it by reading the tiles directly. Everything else
+(``dask.compute``, arithmetic, ``map_blocks``, distributed) runs through the
+ordinary graph, which reads the same tiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import dask.array as da
+import numpy as np
+
+__all__ = ["LevelArray", "tile_array"]
+
+TileReader = Callable[[int, int], np.ndarray]
+RegionReader = Callable[[int, int, int, int], np.ndarray]  # (y0, y1, x0, x1)
+
+# Schedulers that mean "compute it here": the direct read is equivalent.
+_LOCAL_SCHEDULERS = {None, "threads", "threading", "sync", "synchronous", "single-threaded"}
+
+
+def _axis_chunks(length: int, tile: int) -> tuple[int, ...]:
+    full, rest = divmod(length, tile)
+    return (tile,) * full + ((rest,) if rest else ())
+
+
+def _writable(read_tile: TileReader, row: int, col: int) -> np.ndarray:
+    # Tiles come out of a shared cache read-only; dask hands chunks to users,
+    # who may write to them.
+    return read_tile(row, col).copy()
+
+
+def _plain_box(index, shape: tuple[int, ...]):
+    """Split a basic index into a ``(y0, y1, x0, x1)`` box and the rest.
+
+    Returns ``None`` for anything but ints and step-1 slices on the two
+    spatial axes; the rest is the index to apply to the box's pixels.
+    """
+    if not isinstance(index, tuple):
+        index = (index,)
+    if any(i is Ellipsis or i is None for i in index) or len(index) > len(shape):
+        return None
+    box, rest = [], []
+    for axis in (0, 1):
+        i = index[axis] if axis < len(index) else slice(None)
+        n = shape[axis]
+        if isinstance(i, (int, np.integer)) and not isinstance(i, bool):
+            j = int(i) + n if i < 0 else int(i)
+            if not 0 <= j < n:
+                return None
+            box += [j, j + 1]
+            rest.append(0)
+        elif isinstance(i, slice) and i.step in (None, 1):
+            start, stop, _ = i.indices(n)
+            box += [start, max(start, stop)]
+            rest.append(slice(None))
+        else:
+            return None
+    for i in index[2:]:
+        if not isinstance(i, (slice, int, np.integer)) or isinstance(i, bool):
+            return None
+        rest.append(i)
+    return tuple(box), tuple(rest)
+
+
+_SMALL_REGION_PX = 4096 * 4096
+
+
+def _shape_of(index: tuple, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of ``x[index]`` for ``x`` of ``shape``, without allocating ``x``."""
+    return np.broadcast_to(np.zeros((), np.uint8), shape)[index].shape
+
+
+def _read_indexed(read: RegionReader, y0: int, y1: int, x0: int, x1: int, rest: tuple):
+    return read(y0, y1, x0, x1)[rest]
+
+
+class _Region(da.Array):
+    """A rectangle of a :class:`LevelArray`; ``compute()`` reads it directly."""
+
+    def compute(self, **kwargs):
+        scheduler = kwargs.pop("scheduler", None)
+        if kwargs or scheduler not in _LOCAL_SCHEDULERS:
+            return super().compute(scheduler=scheduler, **kwargs)
+        read, (y0, y1, x0, x1), rest = self._lymphmet_source
+        return _read_indexed(read, y0, y1, x0, x1, rest)
+
+
+class LevelArray(da.Array):
+    """One pyramid level: ``(H, W, 3) uint8``, chunked by native tile."""
+
+    def __getitem__(self, index):
+        plain = _plain_box(index, self.shape)
+        if plain is None:
+            return super().__getitem__(index)
+        (y0, y1, x0, x1), rest = plain
+        read = self._lymphmet_read_region
+        if (y1 - y0) * (x1 - x0) > _SMALL_REGION_PX:
+            # Big selections keep dask's per-tile chunks, so that reductions
+            # over them stay parallel and bounded in memory.
+            out = super().__getitem__(index)
+        else:
+            # A patch or a screenful: one task, built without dask's slicing
+            # machinery, which costs more than the read itself.
+            shape = _shape_of(rest, (y1 - y0, x1 - x0, 3))
+            name = f"{self.name}-region-{y0}-{y1}-{x0}-{x1}-{rest!r}"
+            graph = {(name,) + (0,) * len(shape): (_read_indexed, read, y0, y1, x0, x1, rest)}
+            out = da.Array(graph, name, tuple((n,) for n in shape), dtype=np.uint8,
+                           meta=np.empty((0,) * len(shape), np.uint8))
+        out.__class__ = _Region
+        out._lymphmet_source = (read, (y0, y1, x0, x1), rest)
+        return out
+
+
+def tile_array(
+    read_tile: TileReader,
+    shape: tuple[int, int],
+    tile_shape: tuple[int, int],
+    *,
+    name: str,
+    read_region: RegionReader,
+) -> LevelArray:
+    """Build a ``(H, W, 3) uint8`` dask array whose chunk ``(r, c)`` is ``read_tile(r, c)``.
+
+    Nothing is read until a chunk is computed.
+
+    Parameters
+    ----------
+    read_tile : callable
+        ``read_tile(row, col)`` returns the ``(h, w, 3) uint8`` tile, cropped
+        at the array's edge.
+    shape : (int, int)
+        ``(H, W)`` in pixels.
+    tile_shape : (int, int)
+        ``(th, tw)``; the chunk shape.
+    name : str
+        Unique dask key prefix; equal names must mean equal pixels.
+    read_region : callable
+        ``read_region(y0, y1, x0, x1)`` returns a new ``(y1-y0, x1-x0, 3)``
+        array of the same pixels; computes plain slices without the scheduler.
+    """
+    rows = _axis_chunks(shape[0], tile_shape[0])
+    cols = _axis_chunks(shape[1], tile_shape[1])
+    graph = {
+        (name, r, c, 0): (_writable, read_tile, r, c)
+        for r in range(len(rows))
+        for c in range(len(cols))
+    }
+    arr = LevelArray(graph, name, (rows, cols, (3,)), dtype=np.uint8,
+                     meta=np.empty((0, 0, 0), np.uint8))
+    arr._lymphmet_read_region = read_region
+    return arr
+
