@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PyramidInfo", "pyramid_shapes", "write_pyramid_tiff"]
+__all__ = ["PyramidInfo", "pyramid_shapes", "write_jpeg_pages", "write_pyramid_tiff"]
 
 RenderFn = Callable[[int, int, int, int], np.ndarray]
 
@@ -82,6 +82,50 @@ class _Level:
             self.child.add_rows(_halve(row))
 
 
+def _drain(level: _Level) -> Iterator[bytes]:
+    tiles, level.tiles = level.tiles, []
+    yield from tiles
+
+
+def write_jpeg_pages(
+    path: str | os.PathLike,
+    pages: list[tuple[tuple[int, int], Iterator[bytes]]],
+    *,
+    tile: int,
+    mpp: float | None,
+    description: str = "napari-lymphmet pyramid",
+) -> None:
+    """Write already JPEG-encoded tiles as a generic pyramidal TIFF, atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+    pages : list of ((H, W), iterator of bytes)
+        Level 0 first. Each iterator yields one baseline JPEG (YCbCr 4:2:0,
+        ``tile`` × ``tile``) per tile in row-major order; iterators are
+        consumed one page after another.
+    tile : int
+    mpp : float or None
+        Microns per level-0 pixel for the resolution tags.
+    """
+    import tifffile
+
+    path = Path(path)
+    options = dict(dtype=np.uint8, tile=(tile, tile), compression="jpeg",
+                   photometric="ycbcr", subsampling=(2, 2), metadata=None)
+    if mpp is not None:
+        options.update(resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
+            for i, ((h, w), tiles) in enumerate(pages):
+                extra = {"description": description} if i == 0 else {"subfiletype": 1}
+                tif.write(tiles, shape=(h, w, 3), **extra, **options)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_pyramid_tiff(
     path: str | os.PathLike,
     render: RenderFn,
@@ -125,11 +169,9 @@ def write_pyramid_tiff(
     PyramidInfo
     """
     import imagecodecs
-    import tifffile
 
     if tile % 16:
         raise ValueError(f"tile must be a multiple of 16, got {tile}")
-    path = Path(path)
     shapes = pyramid_shapes(width, height, min_size=min_size)
 
     def encode(region: np.ndarray) -> bytes:
@@ -140,7 +182,6 @@ def write_pyramid_tiff(
         return imagecodecs.jpeg8_encode(region, level=quality, subsampling="420")
 
     workers = workers or min(8, os.cpu_count() or 1)
-    tmp = path.with_name(f".{path.name}.partial")
     with ThreadPoolExecutor(workers) as pool:
         levels = [_Level(w, h, tile, encode, pool) for w, h in shapes]
         for parent, child in zip(levels, levels[1:]):
@@ -167,25 +208,7 @@ def write_pyramid_tiff(
                     progress(i + 1, n_rows)
                 yield from (data for data, _ in done)
 
-        resolution = None if mpp is None else (1e4 / mpp, 1e4 / mpp)
-        options = dict(
-            dtype=np.uint8,
-            tile=(tile, tile),
-            compression="jpeg",
-            photometric="ycbcr",
-            subsampling=(2, 2),
-            metadata=None,
-        )
-        if resolution is not None:
-            options.update(resolution=resolution, resolutionunit="CENTIMETER")
-        try:
-            with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
-                tif.write(level0_tiles(), shape=(height, width, 3), description=description,
-                          **options)
-                for level, (w, h) in zip(levels[1:], shapes[1:]):
-                    tif.write(iter(level.tiles), shape=(h, w, 3), subfiletype=1, **options)
-                    level.tiles = []
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        pages = [((height, width), level0_tiles())]
+        pages += [((h, w), _drain(level)) for level, (w, h) in zip(levels[1:], shapes[1:])]
+        write_jpeg_pages(path, pages, tile=tile, mpp=mpp, description=description)
     return PyramidInfo(str(path), tuple(shapes), tile, mpp)

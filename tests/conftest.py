@@ -1,0 +1,59 @@
+"""Shared fixtures: the real test slides beside the repo, and synthetic ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_lymphmet.tiffwrite import pyramid_shapes, write_jpeg_pages, write_pyramid_tiff
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SLIDES = DATA / "slides"
+
+
+def real_slide(name: str) -> Path:
+    path = SLIDES / name
+    if not path.exists():
+        pytest.skip(f"test data not found: {path}")
+    return path
+
+
+def gradient_render(x: int, y: int, w: int, h: int) -> np.ndarray:
+    """Smooth colour ramps with a per-tile stripe: cheap, and every region differs."""
+    yy, xx = np.mgrid[y:y + h, x:x + w]
+    out = np.empty((h, w, 3), np.uint8)
+    out[..., 0] = (xx // 7) % 256
+    out[..., 1] = (yy // 5) % 256
+    out[..., 2] = ((xx + yy) // 64) % 2 * 120 + 60
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(tmp_path_factory) -> Path:
+    """A 3000 × 2200 generic-TIFF pyramid (3 levels, 256 px JPEG tiles, 0.5 µm/px)."""
+    path = tmp_path_factory.mktemp("synthetic") / "small.tif"
+    write_pyramid_tiff(path, gradient_render, 3000, 2200, tile=256, mpp=0.5, min_size=800)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gigapixel_synthetic(tmp_path_factory) -> Path:
+    """A 40 000 × 40 000 (1.6 gigapixel) pyramid of two alternating pre-encoded tiles.
+
+    Its pixels do not matter, only its size: it is written in about a second.
+    """
+    import imagecodecs
+
+    path = tmp_path_factory.mktemp("giga") / "giga.tif"
+    tiles = [imagecodecs.jpeg8_encode(np.full((512, 512, 3), c, np.uint8), level=80, subsampling="420")
+             for c in ((230, 200, 220), (150, 90, 170))]
+    shapes = pyramid_shapes(40_000, 40_000)
+
+    def level_tiles(w, h):
+        across, down = -(-w // 512), -(-h // 512)
+        return (tiles[(r + c) % 2] for r in range(down) for c in range(across))
+
+    write_jpeg_pages(path, [((h, w), level_tiles(w, h)) for w, h in shapes], tile=512, mpp=0.25)
+    return path

@@ -1,0 +1,83 @@
+"""The napari reader in a real viewer (run under xvfb-run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_lymphmet._reader as reader_module
+from napari_lymphmet import open_slide
+
+from .conftest import real_slide
+
+pytestmark = pytest.mark.gui
+
+
+def test_npe2_discovers_the_reader():
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("napari-lymphmet")
+    patterns = {p for r in manifest.contributions.readers for p in r.filename_patterns}
+    assert {"*.svs", "*.tif", "*.ndpi", "*.mrxs"} <= patterns
+    readers = pm.iter_compatible_readers(["slide.svs"])
+    assert "napari-lymphmet.get_reader" in [r.command for r in readers]
+
+
+@pytest.mark.parametrize(
+    ("name", "scale", "unit"),
+    [("CMU-1-Small-Region.svs", 0.499, "micrometer"), ("tcga-cr-7395-01a-01-ts1.svs", 1.0, "pixel")],
+)
+def test_viewer_open_gives_one_multiscale_rgb_layer(make_napari_viewer, name, scale, unit):
+    path = real_slide(name)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-lymphmet")
+    assert len(layers) == 1 and len(viewer.layers) == 1
+    layer = layers[0]
+    assert layer.rgb and layer.multiscale
+    assert tuple(layer.scale) == pytest.approx((scale, scale))
+    assert [str(u) for u in layer.units] == [unit, unit]
+    assert layer.metadata["path"] == str(path)
+    assert layer.metadata["mpp"] == ((0.499, 0.499) if scale != 1.0 else None)
+    assert "openslide.vendor" in layer.metadata["properties"]
+
+
+def test_reader_declines_non_slides(tmp_path):
+    text = tmp_path / "x.svs"
+    text.write_text("not a slide")
+    assert reader_module.get_reader(str(text)) is None
+    assert reader_module.get_reader(str(tmp_path / "missing.svs")) is None
+    assert reader_module.get_reader(str(tmp_path)) is None
+
+
+def test_first_view_of_a_gigapixel_slide_reads_only_low_levels(
+        make_napari_viewer, qtbot, monkeypatch, gigapixel_synthetic):
+    opened = []
+
+    def recording_open(path, **kwargs):
+        opened.append(open_slide(path, cache_bytes=32 * 2**20))
+        return opened[-1]
+
+    monkeypatch.setattr(reader_module, "open_slide", recording_open)
+    viewer = make_napari_viewer(show=True)
+    (layer,) = viewer.open(str(gigapixel_synthetic), plugin="napari-lymphmet")
+    qtbot.waitUntil(lambda: layer.loaded, timeout=20_000)
+    slide = opened[-1]
+    reads = dict(slide.tile_reads)
+    # Fit-to-window shows the coarsest levels: a handful of tiles, none at
+    # full resolution out of the 6 241 level-0 tiles.
+    assert reads.get(0, 0) == 0
+    assert 0 < sum(reads.values()) <= 16, reads
+    print("tile reads for the first view:", reads)
+    shot = viewer.screenshot(canvas_only=True)
+    assert shot.std() > 5  # the slide is drawn, not a blank canvas
+
+    # Zoom in to full resolution and pan: reads stay local, memory bounded.
+    viewer.camera.zoom = 4 / 0.25  # 4 screen px per level-0 px
+    for i in range(6):
+        viewer.camera.center = (0, 2_000 + i * 1_500, 3_000 + i * 1_200)
+        qtbot.wait(50)
+        qtbot.waitUntil(lambda: layer.loaded, timeout=20_000)
+        assert slide.cache.nbytes <= slide.cache.max_bytes
+    assert 0 < slide.tile_reads[0] < 200
