@@ -77,3 +77,20 @@ def test_huge_selection_stays_lazy(gigapixel_synthetic):
         assert whole.shape == (40_000, 40_000, 3)
         assert whole.numblocks[:2] == (79, 79)
         assert sum(slide.tile_reads.values()) == 0
+
+
+def test_tiles_are_cached_on_their_second_read(small_synthetic):
+    with open_slide(small_synthetic) as slide:
+        level = slide.pyramid()[0]
+        first = level[256:512, 512:768].compute()  # one whole tile
+        assert slide.tile_reads[0] == 1 and len(slide.cache) == 0
+        second = level[256:512, 512:768].compute()
+        assert slide.tile_reads[0] == 2 and len(slide.cache) == 1
+        third = level[250:300, 600:700].compute()
+        assert slide.tile_reads[0] == 3  # another tile (250 < 256), first seen
+        level[256:300, 600:700].compute()
+        assert slide.tile_reads[0] == 3  # served from the cache
+        np.testing.assert_array_equal(first, second)
+        first[...] = 0  # results are the caller's own
+        np.testing.assert_array_equal(level[256:512, 512:768].compute(), second)
+        assert third.shape == (50, 100, 3)

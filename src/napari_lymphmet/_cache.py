@@ -10,9 +10,14 @@ import numpy as np
 
 __all__ = ["TileCache"]
 
+_SEEN_KEYS = 1 << 16
+
 
 class TileCache:
     """Least-recently-used cache of arrays, bounded by their total ``nbytes``.
+
+    Callers ask :meth:`admit` before caching a miss, which admits a key on
+    its second miss ("second-hit" admission).
 
     Parameters
     ----------
@@ -26,6 +31,7 @@ class TileCache:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.max_bytes = int(max_bytes)
         self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._seen: OrderedDict[Hashable, None] = OrderedDict()
         self._nbytes = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -38,6 +44,24 @@ class TileCache:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def admit(self, key: Hashable) -> bool:
+        """Whether a tile just missed should be kept: only on its second miss.
+
+        A scan (patch export, inference) reads each tile once; keeping those
+        tiles would cost fresh memory per tile and evict the tiles a viewer
+        returns to. Only the keys of recent misses are remembered.
+        """
+        if self.max_bytes == 0:
+            return False
+        with self._lock:
+            if key in self._seen:
+                del self._seen[key]
+                return True
+            self._seen[key] = None
+            if len(self._seen) > _SEEN_KEYS:
+                self._seen.popitem(last=False)
+            return False
 
     def get(self, key: Hashable) -> np.ndarray | None:
         with self._lock:
@@ -68,4 +92,5 @@ class TileCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._seen.clear()
             self._nbytes = 0

@@ -50,7 +50,8 @@ class LevelReader(Protocol):
     shape: tuple[int, int]
     tile_shape: tuple[int, int]
 
-    def read_tile(self, row: int, col: int) -> np.ndarray: ...
+    def read_tile(self, row: int, col: int, *, keep: bool = False,
+                  out: np.ndarray | None = None) -> np.ndarray: ...
 
 
 def _tile_box(reader: LevelReader, row: int, col: int) -> tuple[int, int, int, int]:
@@ -97,7 +98,13 @@ class TiffLevel:
         """Largest byte position any tile of this level reaches."""
         return max((o + n for o, n in zip(self._offsets, self._counts) if n), default=0)
 
-    def read_tile(self, row: int, col: int) -> np.ndarray:
+    def read_tile(self, row: int, col: int, *, keep: bool = False,
+                  out: np.ndarray | None = None) -> np.ndarray:
+        """Decode one tile; ``keep`` says it will be cached (so needs fresh memory).
+
+        A full-size tile is decoded into ``out`` when the codec can; the result
+        is ``out`` then, and a new array otherwise.
+        """
         th, tw = self.tile_shape
         y, x = row * th, col * tw
         h, w = min(th, self.shape[0] - y), min(tw, self.shape[1] - x)
@@ -112,7 +119,7 @@ class TiffLevel:
             data = os.pread(self._fd, count, self._offsets[index])
             if len(data) != count:
                 raise OSError(f"file ends {count - len(data)} bytes short of the tile")
-            tile = self._decode(data, index)
+            tile = self._decode(data, index, keep, out if (h, w) == (th, tw) else None)
         except Exception as exc:
             raise SlideReadError(
                 f"{self.path}: cannot read level {self.level} region "
@@ -141,7 +148,7 @@ _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", None)
 
 
 def _decoder(page):
-    """``decode(data, index) -> (th, tw, 3)`` for one page's tiles."""
+    """``decode(data, index, keep, out) -> (th, tw, 3)`` for one page's tiles."""
     import imagecodecs
     import tifffile
 
@@ -154,15 +161,17 @@ def _decoder(page):
         jpeg8_decode = imagecodecs.jpeg8_decode
         shape = (int(page.tilelength), int(page.tilewidth), 3)
 
-        def decode(data: bytes, index: int) -> np.ndarray:
+        def decode(data: bytes, index: int, keep: bool, out: np.ndarray | None) -> np.ndarray:
+            if out is None and keep:
+                out = _populated(shape)
             return jpeg8_decode(data, tables=tables, colorspace=colorspace,
-                                outcolorspace=outcolorspace, out=_populated(shape))
+                                outcolorspace=outcolorspace, out=out)
 
         return decode
     generic = page.decode
     tables = page.jpegtables
 
-    def decode(data: bytes, index: int) -> np.ndarray:
+    def decode(data: bytes, index: int, keep: bool, out: np.ndarray | None) -> np.ndarray:
         return generic(data, index, jpegtables=tables)[0][0, ..., :3]
 
     return decode
@@ -180,7 +189,8 @@ class OpenSlideLevel:
         self._osr = osr
         self._downsample = float(osr.level_downsamples[level])
 
-    def read_tile(self, row: int, col: int) -> np.ndarray:
+    def read_tile(self, row: int, col: int, *, keep: bool = False,
+                  out: np.ndarray | None = None) -> np.ndarray:
         y, x, h, w = _tile_box(self, row, col)
         location = (round(x * self._downsample), round(y * self._downsample))
         try:

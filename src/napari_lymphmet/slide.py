@@ -247,6 +247,9 @@ class Slide:
     def read_tile(self, level: int, row: int, col: int) -> np.ndarray:
         """One native tile of ``level``, through the shared cache.
 
+        A tile is cached on its second read, so one pass over a slide does not
+        flush the tiles a viewer keeps coming back to.
+
         Returns
         -------
         (h, w, 3) uint8 ndarray
@@ -255,11 +258,17 @@ class Slide:
         tile = self.cache.get((level, row, col))
         return self._load_tile(level, row, col) if tile is None else tile
 
-    def _load_tile(self, level: int, row: int, col: int) -> np.ndarray:
-        tile = self._levels[level].read_tile(row, col)
+    def _load_tile(self, level: int, row: int, col: int, *, out: np.ndarray | None = None) -> np.ndarray:
+        """Decode a tile, caching it on its second miss; else into ``out`` if given."""
+        key = (level, row, col)
+        keep = self.cache.admit(key)
+        tile = self._levels[level].read_tile(row, col, keep=keep, out=None if keep else out)
         with self._reads_lock:
             self.tile_reads[level] += 1
-        self.cache.put((level, row, col), tile)
+        if keep:
+            self.cache.put(key, tile)
+        elif tile is not out:
+            tile.flags.writeable = False  # callers get the same contract either way
         return tile
 
     def _read_tiles(self, level: int, cells: list[tuple[int, int]]) -> list[np.ndarray]:
@@ -302,6 +311,17 @@ class Slide:
         if y1 <= y0 or x1 <= x0:
             return out
         cells = [(r, c) for r in range(y0 // th, -(-y1 // th)) for c in range(x0 // tw, -(-x1 // tw))]
+        if len(cells) == 1 and (y % th, x % tw, h, w) == (0, 0, th, tw):
+            tile = self.cache.get((level, *cells[0]))
+            if tile is None:
+                # One whole tile nobody has asked for before: decode it straight
+                # into the caller's array.
+                tile = self._load_tile(level, *cells[0], out=out)
+                if tile is out:
+                    return out
+            if tile.shape == out.shape:
+                out[...] = tile
+                return out
         tiles = self._read_tiles(level, cells)
         for (row, col), tile in zip(cells, tiles):
             ty0, tx0 = row * th, col * tw
