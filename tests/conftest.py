@@ -20,6 +20,32 @@ def real_slide(name: str) -> Path:
     return path
 
 
+BAD_INPUTS = ["missing", "text", "truncated", "directory", "truncated-tail"]
+
+
+def make_bad_input(tmp_path: Path, case: str, synthetic: Path) -> Path:
+    """A path that is not a usable slide, of the kind ``case`` names."""
+    if case == "missing":
+        return tmp_path / "nope.svs"
+    path = tmp_path / {"text": "x.svs", "truncated": "cut.svs", "directory": "folder.svs",
+                       "truncated-tail": "cut.tif"}[case]
+    if case == "text":
+        path.write_text("not a slide\n")
+    elif case == "truncated":
+        path.write_bytes(real_slide("CMU-1-Small-Region.svs").read_bytes()[:200_000])
+    elif case == "truncated-tail":
+        # Directories at the front, tile data cut off at the end.
+        import tifffile
+
+        data = synthetic.read_bytes()
+        with tifffile.TiffFile(synthetic) as tif:
+            ifd_end = max(p.offset for p in tif.pages) + 4096
+        path.write_bytes(data[: max(ifd_end, len(data) - 50_000)])
+    else:
+        path.mkdir()
+    return path
+
+
 def gradient_render(x: int, y: int, w: int, h: int) -> np.ndarray:
     """Smooth colour ramps with a per-tile stripe: cheap, and every region differs."""
     yy, xx = np.mgrid[y:y + h, x:x + w]

@@ -10,7 +10,7 @@ import pytest
 
 from napari_lymphmet.cli import main
 
-from .conftest import real_slide
+from .conftest import BAD_INPUTS, make_bad_input, real_slide
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -40,19 +40,9 @@ def test_info_without_mpp_gives_null(capsys):
     assert summary["mpp"] is None and summary["level_count"] == 2
 
 
-@pytest.mark.parametrize("case", ["missing", "text", "truncated", "directory"])
-def test_bad_input_exits_2_with_one_line(tmp_path, case):
-    if case == "missing":
-        path = tmp_path / "nope.svs"
-    elif case == "text":
-        path = tmp_path / "x.svs"
-        path.write_text("hello\n")
-    elif case == "truncated":
-        path = tmp_path / "cut.svs"
-        path.write_bytes(real_slide("CMU-1-Small-Region.svs").read_bytes()[:300_000])
-    else:
-        path = tmp_path / "folder.svs"
-        path.mkdir()
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_exits_2_with_one_line(tmp_path, small_synthetic, case):
+    path = make_bad_input(tmp_path, case, small_synthetic)
     result = run_cli("info", str(path))
     assert result.returncode == 2
     assert result.stdout == ""

@@ -13,7 +13,7 @@ import napari_lymphmet
 from napari_lymphmet import SlideError, SlideReadError, open_slide
 from napari_lymphmet._cache import TileCache
 
-from .conftest import real_slide
+from .conftest import BAD_INPUTS, make_bad_input, real_slide
 
 # name, vendor, level dimensions, mpp, associated images
 REAL_SLIDES = [
@@ -141,26 +141,9 @@ def test_reads_after_close_raise(small_synthetic):
         arr[:10, :10].compute()
 
 
-@pytest.mark.parametrize("case", ["missing", "text", "truncated", "directory", "truncated-tail"])
+@pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_raises_clear_error(tmp_path, small_synthetic, case):
-    if case == "missing":
-        path = tmp_path / "nope.svs"
-    elif case == "text":
-        path = tmp_path / "x.svs"
-        path.write_text("not a slide\n")
-    elif case == "truncated":
-        path = tmp_path / "cut.svs"
-        path.write_bytes(real_slide("CMU-1-Small-Region.svs").read_bytes()[:200_000])
-    elif case == "truncated-tail":
-        # Directories at the front, tile data cut off at the end.
-        path = tmp_path / "cut.tif"
-        data = small_synthetic.read_bytes()
-        with tifffile.TiffFile(small_synthetic) as tif:
-            ifd_end = max(p.offset for p in tif.pages) + 4096
-        path.write_bytes(data[: max(ifd_end, len(data) - 50_000)])
-    else:
-        path = tmp_path / "dir.svs"
-        path.mkdir()
+    path = make_bad_input(tmp_path, case, small_synthetic)
     with pytest.raises(SlideError) as info:
         open_slide(path)
     message = str(info.value)
