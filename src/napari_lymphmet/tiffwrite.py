@@ -183,7 +183,8 @@ def write_pyramid_tiff(
 
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        levels = [_Level(w, h, tile, encode, pool) for w, h in shapes]
+        # Level 0 streams straight from render; these buffer levels 1, 2, ...
+        levels = [_Level(w, h, tile, encode, pool) for w, h in shapes[1:]]
         for parent, child in zip(levels, levels[1:]):
             parent.child = child
         n_rows = -(-height // tile)
@@ -202,13 +203,13 @@ def write_pyramid_tiff(
                 done = list(pool.map(render_tile, range(0, width, tile)))
                 # tifffile stops pulling after the last tile it expects, so
                 # everything for this row must happen before it is yielded.
-                if len(levels) > 1:
-                    levels[1].add_rows(_halve(np.concatenate([r for _, r in done], axis=1)))
+                if levels:
+                    levels[0].add_rows(_halve(np.concatenate([r for _, r in done], axis=1)))
                 if progress is not None:
                     progress(i + 1, n_rows)
                 yield from (data for data, _ in done)
 
         pages = [((height, width), level0_tiles())]
-        pages += [((h, w), _drain(level)) for level, (w, h) in zip(levels[1:], shapes[1:])]
+        pages += [((h, w), _drain(level)) for level, (w, h) in zip(levels, shapes[1:])]
         write_jpeg_pages(path, pages, tile=tile, mpp=mpp, description=description)
     return PyramidInfo(str(path), tuple(shapes), tile, mpp)
