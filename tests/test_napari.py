@@ -82,3 +82,34 @@ def test_first_view_of_a_gigapixel_slide_reads_only_low_levels(
         qtbot.waitUntil(lambda: layer.loaded, timeout=20_000)
         assert slide.cache.nbytes <= slide.cache.max_bytes
     assert 0 < slide.tile_reads[0] < 200
+
+
+def test_sample_data_opens_slide_and_aligned_tumor_shapes(make_napari_viewer, tmp_path, monkeypatch):
+    from napari_lymphmet import _sample
+    from napari_lymphmet.annotations import read_asap_xml
+    from napari_lymphmet.synthetic import SynthSpec
+
+    monkeypatch.setenv("NAPARI_LYMPHMET_CACHE", str(tmp_path))
+    monkeypatch.setattr(_sample, "SAMPLE_SPEC", SynthSpec(width=3072, height=2048, seed=0, mpp=0.5))
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-lymphmet", "synthetic_lymph_node")
+    image, shapes = viewer.layers
+    assert image.multiscale and image.rgb and len(image.data) >= 2
+    assert shapes._type_string == "shapes" and len(shapes.data) >= 1
+    assert tuple(shapes.scale) == tuple(image.scale) == pytest.approx((0.5, 0.5))
+    # Vertices are the XML's, (y, x) in level-0 px, so world coordinates agree.
+    (xml,) = tmp_path.glob("*.xml")
+    truth = read_asap_xml(xml)
+    assert len(truth) == len(shapes.data)
+    for ann, verts in zip(truth, shapes.data):
+        np.testing.assert_allclose(verts, ann.exterior[:, ::-1], atol=1e-6)
+    # A lesion's centre in world µm, looked up in the image through its own
+    # transform, lands on tumor-coloured (eosin-rich) pixels, not glass.
+    centre_world = shapes.data_to_world(shapes.data[0].mean(axis=0))
+    row, col = np.round(image.world_to_data(centre_world)).astype(int)
+    pixel = np.asarray(image.data[0][row - 8:row + 8, col - 8:col + 8]).reshape(-1, 3).mean(0)
+    assert pixel.max() - pixel.min() > 40  # stained tissue
+    # The second open reuses the cached slide.
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    viewer.open_sample("napari-lymphmet", "synthetic_lymph_node")
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before

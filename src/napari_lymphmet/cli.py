@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,6 +44,36 @@ def _info(args: argparse.Namespace) -> dict[str, Any]:
         }
 
 
+class _Progress:
+    """A one-line progress meter on stderr, redrawn at most every half second."""
+
+    def __init__(self, label: str, *, quiet: bool) -> None:
+        self.label, self.quiet, self._last = label, quiet, 0.0
+        self._start = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.quiet or (now - self._last < 0.5 and done < total):
+            return
+        self._last = now
+        end = "\n" if done >= total else ""
+        print(f"\r{self.label}: {done}/{total} ({100 * done / max(total, 1):.0f}%, "
+              f"{now - self._start:.0f} s)", end=end, file=sys.stderr, flush=True)
+
+
+def _synth(args: argparse.Namespace) -> dict[str, Any]:
+    from .synthetic import SynthSpec, write_synthetic_slide
+
+    spec = SynthSpec(width=args.size, height=args.height or args.size, seed=args.seed,
+                     lesions=args.lesions, mpp=args.mpp,
+                     artefacts=() if args.no_artefacts else ("pen", "dust", "fold"))
+    start = time.monotonic()
+    _, summary = write_synthetic_slide(args.output, spec, mask_path=args.mask,
+                                       progress=_Progress("synth", quiet=args.quiet))
+    summary["seconds"] = round(time.monotonic() - start, 2)
+    return summary
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lymphmet",
@@ -56,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print a slide's levels, mpp and metadata")
     p.add_argument("slide", help="a whole-slide image in any format OpenSlide reads")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("synth", help="write a synthetic lymph-node slide with its tumor XML",
+                       description="Write a deterministic, H&E-like synthetic lymph-node slide "
+                                   "(pyramidal JPEG TIFF) and an ASAP XML of its metastases beside it.")
+    p.add_argument("-o", "--output", required=True, help="the slide to write, e.g. slide.tif")
+    p.add_argument("--size", type=int, default=20_000, help="width in level-0 px (default 20000)")
+    p.add_argument("--height", type=int, default=None, help="height in px (default: --size)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lesions", type=int, default=3, help="metastases to place (default 3)")
+    p.add_argument("--mpp", type=float, default=0.25, help="µm per level-0 px (default 0.25)")
+    p.add_argument("--mask", default=None, help="also write the true tissue mask (PNG, downsample 16)")
+    p.add_argument("--no-artefacts", action="store_true", help="no pen mark, dust or fold")
+    p.set_defaults(func=_synth)
     return parser
 
 

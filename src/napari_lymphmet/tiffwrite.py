@@ -11,9 +11,10 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from ._io import atomic_path
 
 __all__ = ["PyramidInfo", "pyramid_shapes", "write_jpeg_pages", "write_pyramid_tiff"]
 
@@ -110,20 +111,14 @@ def write_jpeg_pages(
     """
     import tifffile
 
-    path = Path(path)
     options = dict(dtype=np.uint8, tile=(tile, tile), compression="jpeg",
                    photometric="ycbcr", subsampling=(2, 2), metadata=None)
     if mpp is not None:
         options.update(resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        with tifffile.TiffWriter(tmp, bigtiff=True) as tif:
-            for i, ((h, w), tiles) in enumerate(pages):
-                extra = {"description": description} if i == 0 else {"subfiletype": 1}
-                tif.write(tiles, shape=(h, w, 3), **extra, **options)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=True) as tif:
+        for i, ((h, w), tiles) in enumerate(pages):
+            extra = {"description": description} if i == 0 else {"subfiletype": 1}
+            tif.write(tiles, shape=(h, w, 3), **extra, **options)
 
 
 def write_pyramid_tiff(
