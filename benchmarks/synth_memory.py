@@ -28,7 +28,6 @@ def main() -> None:
     out = Path(args.out or Path(tempfile.gettempdir()) / "synth-bench.tif")
 
     import imagecodecs
-    import numpy as np
 
     from napari_lymphmet.synthetic import SynthSpec, make_layout
     from napari_lymphmet.tiffwrite import pyramid_shapes

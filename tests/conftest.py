@@ -83,3 +83,15 @@ def gigapixel_synthetic(tmp_path_factory) -> Path:
 
     write_jpeg_pages(path, [((h, w), level_tiles(w, h)) for w, h in shapes], tile=512, mpp=0.25)
     return path
+
+
+def run_main(capsys, *argv: str) -> tuple[int, dict | None, str]:
+    """Run ``lymphmet`` in-process: (exit code, JSON summary or None, stderr)."""
+    import json
+
+    from napari_lymphmet.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    return code, (json.loads(lines[-1]) if lines else None), err

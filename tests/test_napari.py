@@ -113,3 +113,84 @@ def test_sample_data_opens_slide_and_aligned_tumor_shapes(make_napari_viewer, tm
     before = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     viewer.open_sample("napari-lymphmet", "synthetic_lymph_node")
     assert {p: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+
+
+@pytest.fixture
+def slide_with_xml(tmp_path):
+    from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
+
+    path = tmp_path / "node.tif"
+    write_synthetic_slide(path, SynthSpec(width=2048, height=1536, seed=4, lesions=2, mpp=0.5))
+    return path, path.with_suffix(".xml")
+
+
+def test_open_xml_over_its_slide_then_draw_save_and_reread(make_napari_viewer, slide_with_xml, tmp_path):
+    from napari_lymphmet._widgets.annotations import AnnotationsWidget
+    from napari_lymphmet.annotations import TUMOR, read_asap_xml
+
+    slide_path, xml = slide_with_xml
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(slide_path), plugin="napari-lymphmet")
+    (shapes,) = viewer.open(str(xml), plugin="napari-lymphmet")
+    assert shapes._type_string == "shapes" and tuple(shapes.scale) == tuple(image.scale)
+    truth = read_asap_xml(xml)
+    assert len(shapes.data) == len(truth) == 2
+    for ann, verts in zip(truth, shapes.data):
+        world = np.array([shapes.data_to_world(v) for v in verts])
+        np.testing.assert_allclose(world, ann.exterior[:, ::-1] * 0.5, atol=1e-6)  # µm
+
+    widget = AnnotationsWidget(viewer)
+    widget.shapes_box.value = shapes
+    square_um = np.array([[100.0, 100.0], [100.0, 300.0], [300.0, 300.0], [300.0, 100.0]])  # (y, x) µm
+    shapes.add_polygons([square_um / 0.5])  # layer data: level-0 px
+    out = tmp_path / "edited.xml"
+    assert widget.save(out) == out
+    back = read_asap_xml(out)
+    assert len(back) == 3 and all(a.label == TUMOR for a in back)
+    np.testing.assert_allclose(back[-1].exterior, square_um[:, ::-1] / 0.5, atol=1e-6)
+    for a, b in zip(truth, back):
+        np.testing.assert_allclose(a.exterior, b.exterior, atol=1e-3)
+
+
+def test_new_layer_draws_exclusions_and_saves_geojson(make_napari_viewer, slide_with_xml, tmp_path):
+    from napari_lymphmet._widgets.annotations import AnnotationsWidget
+    from napari_lymphmet.annotations import EXCLUSION, TUMOR, read_geojson
+
+    slide_path, _ = slide_with_xml
+    viewer = make_napari_viewer()
+    viewer.open(str(slide_path), plugin="napari-lymphmet")
+    widget = AnnotationsWidget(viewer)
+    layer = widget.new_layer()
+    assert layer.mode == "add_polygon" and tuple(layer.scale) == (0.5, 0.5)
+    layer.add_polygons([np.array([[10.0, 10], [10, 400], [400, 400]])])
+    widget.draw_as.value = EXCLUSION
+    layer.add_polygons([np.array([[50.0, 200], [50, 300], [120, 300]])])
+    assert list(layer.features["label"]) == [TUMOR, EXCLUSION]
+    out = tmp_path / "drawn.geojson"
+    widget.save(out)
+    tumor, excl = read_geojson(out)
+    assert (tumor.label, excl.label) == (TUMOR, EXCLUSION)
+    np.testing.assert_allclose(tumor.exterior, [[10, 10], [400, 10], [400, 400]])
+    # Loading it back through the widget adds an aligned layer.
+    loaded = widget.load(out)
+    assert len(loaded.data) == 2 and tuple(loaded.scale) == (0.5, 0.5)
+    # Bad input: a notification and the status line, no exception.
+    assert widget.load(tmp_path / "missing.xml") is None
+    assert "no such file" in widget.status.value
+
+
+def test_thousands_of_polygons_open_as_labels(make_napari_viewer, slide_with_xml, tmp_path):
+    from napari_lymphmet.annotations import write_asap_xml
+
+    slide_path, _ = slide_with_xml
+    xml = tmp_path / "node.xml"  # same stem as the slide: found beside it
+    cells = [np.array([[x, y], [x + 10, y], [x + 10, y + 10], [x, y + 10]], float)
+             for x in range(0, 2000, 40) for y in range(0, 1500, 30)]
+    assert len(cells) > 2000
+    write_asap_xml(xml, cells)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(xml), plugin="napari-lymphmet")
+    assert layer._type_string == "labels"
+    ds = layer.metadata["downsample"]
+    assert tuple(layer.scale) == pytest.approx((0.5 * ds, 0.5 * ds))
+    assert layer.data.max() == 1 and 0 < layer.data.mean() < 0.2

@@ -10,14 +10,10 @@ import pytest
 
 from napari_lymphmet.annotations import TUMOR, rasterize, read_asap_xml
 from napari_lymphmet.cli import main
-from napari_lymphmet.synthetic import LAYOUT_STEP, NORMAL, TUMOR as TUMOR_CLASS, SynthSpec, make_layout, write_synthetic_slide
+from napari_lymphmet.synthetic import LAYOUT_STEP, NORMAL, SynthSpec, make_layout, write_synthetic_slide
+from napari_lymphmet.synthetic import TUMOR as TUMOR_CLASS
 
-
-def _run(capsys, *argv) -> tuple[int, dict | None, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    lines = out.strip().splitlines()
-    return code, (json.loads(lines[-1]) if lines else None), err
+from .conftest import run_main
 
 
 @pytest.fixture(scope="module")
@@ -149,21 +145,21 @@ def test_tumor_and_normal_patches_differ_in_nuclear_texture_not_only_colour():
      (["--lesions", "-1"], "lesions must be")],
 )
 def test_cli_synth_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, needle):
-    code, summary, err = _run(capsys, "synth", "-o", str(tmp_path / "x.tif"), *argv)
+    code, summary, err = run_main(capsys, "synth", "-o", str(tmp_path / "x.tif"), *argv)
     assert code == 2 and summary is None
     assert err.strip().startswith("error:") and needle in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_synth_into_a_missing_folder_names_it(tmp_path, capsys):
-    code, _, err = _run(capsys, "synth", "-o", str(tmp_path / "no" / "x.tif"), "--size", "512")
+    code, _, err = run_main(capsys, "synth", "-o", str(tmp_path / "no" / "x.tif"), "--size", "512")
     assert code == 2 and "output folder" in err and str(tmp_path / "no") in err
 
 
 def test_cli_synth_mask_is_the_true_tissue(tmp_path, capsys):
     from skimage.io import imread
 
-    code, summary, _ = _run(capsys, "-q", "synth", "-o", str(tmp_path / "m.tif"), "--size", "2048",
+    code, summary, _ = run_main(capsys, "-q", "synth", "-o", str(tmp_path / "m.tif"), "--size", "2048",
                             "--mpp", "0.5", "--mask", str(tmp_path / "m.png"), "--lesions", "1")
     assert code == 0 and summary["mask_downsample"] == LAYOUT_STEP
     mask = imread(tmp_path / "m.png")

@@ -1,78 +1,22 @@
-"""napari reader: a whole-slide image as one lazy, multiscale RGB layer."""
+"""napari readers: whole-slide images, and tumor annotations over them."""
 
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
-import numpy as np
+from .annotations import GEOJSON_SUFFIXES, read_annotations
+from .errors import InputError, SlideError
+from .slide import open_slide
+from ._layers import annotation_layer_data, slide_layer_data
 
-from .errors import SlideError
-from .slide import Slide, open_slide
-
-__all__ = ["get_reader", "shapes_layer_data", "slide_layer_data"]
-
-CLASS_COLOURS = {"tumor": "#ff2020", "exclusion": "#20d020"}
+__all__ = ["get_annotation_reader", "get_reader"]
 
 log = logging.getLogger(__name__)
 
-
-def slide_layer_data(slide: Slide) -> tuple:
-    """``(data, kwargs, "image")`` for a slide's multiscale Image layer.
-
-    The scale is microns per pixel where the slide knows it, so that the
-    scale bar, measurements and annotations in µm line up; else 1 px.
-    """
-    mpp = slide.mpp
-    scale = _world_scale(slide)
-    units = ("um", "um") if mpp else ("pixel", "pixel")
-    kwargs = {
-        "name": slide.slide_id,
-        "rgb": True,
-        "multiscale": True,
-        "scale": scale,
-        "units": units,
-        "contrast_limits": (0, 255),
-        "metadata": {
-            "path": slide.path,
-            "mpp": mpp,
-            "vendor": slide.vendor,
-            "properties": dict(slide.properties),
-        },
-    }
-    return slide.pyramid(), kwargs, "image"
-
-
-def _world_scale(slide: Slide) -> tuple[float, float]:
-    mpp = slide.mpp
-    return (mpp[1], mpp[0]) if mpp else (1.0, 1.0)
-
-
-def shapes_layer_data(annotations, slide: Slide, *, name: str) -> tuple:
-    """``(data, kwargs, "shapes")`` for annotations over ``slide``'s image layer.
-
-    Vertices are level-0 ``(y, x)`` with the slide layer's scale, so both
-    layers line up in world (µm) coordinates. A polygon's holes become
-    exclusion shapes, as napari polygons have no holes.
-    """
-    shapes, labels = [], []
-    for ann in annotations:
-        for ring, label in [(ann.exterior, ann.label)] + [(h, "exclusion") for h in ann.holes]:
-            shapes.append(np.asarray(ring, np.float64)[:, ::-1])
-            labels.append(label)
-    kwargs = {
-        "name": name,
-        "shape_type": "polygon",
-        "scale": _world_scale(slide),
-        "units": ("um", "um") if slide.mpp else ("pixel", "pixel"),
-        "features": {"label": labels},
-        "edge_color": [CLASS_COLOURS.get(label, "#ffff00") for label in labels] or "#ff2020",
-        "face_color": "transparent",
-        # Data units: thick enough to see at the overview, thin at 40×.
-        "edge_width": max(2.0, max(slide.dimensions) / 500),
-        "metadata": {"slide": slide.path},
-    }
-    return shapes, kwargs, "shapes"
+_SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide",
+                   ".bif", ".dcm")
 
 
 def get_reader(path: str | list[str]):
@@ -92,5 +36,81 @@ def get_reader(path: str | list[str]):
 
     def read(_path):
         return [slide_layer_data(slide)]
+
+    return read
+
+
+def _looks_like_annotations(path: Path) -> bool:
+    try:
+        head = path.open("rb").read(4096).decode("utf-8", "replace")
+    except OSError:
+        return False
+    if path.suffix.lower() == ".xml":
+        return "<ASAP_Annotations" in head
+    return path.suffix.lower() in GEOJSON_SUFFIXES and head.lstrip().startswith(("{", "[")) \
+        and ("Feature" in head or "Polygon" in head)
+
+
+def _slide_for(path: Path):
+    """The slide these annotations belong to: an open slide layer, else a file beside them.
+
+    An open layer whose slide has the same stem wins; else the only open
+    slide layer; else a slide file with the same stem in the same folder.
+    """
+    candidates = []
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # no Qt, no viewer: fall back to files
+        viewer = None
+    if viewer is not None:
+        candidates = [layer.metadata["path"] for layer in viewer.layers
+                      if isinstance(getattr(layer, "metadata", None), dict) and "path" in layer.metadata
+                      and "vendor" in layer.metadata]
+    same = [c for c in candidates if Path(c).stem == path.stem]
+    if same or len(candidates) == 1:
+        return open_slide((same or candidates)[0])
+    for suffix in _SLIDE_SUFFIXES:
+        beside = path.with_suffix(suffix)
+        if beside.exists():
+            return open_slide(beside)
+    return None
+
+
+def get_annotation_reader(path: str | list[str]):
+    """Reader for ASAP XML and QuPath GeoJSON: a Shapes layer aligned to its slide."""
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = Path(path)
+    if not _looks_like_annotations(path):
+        return None
+
+    def read(_path):
+        from napari.utils.notifications import show_info, show_warning
+
+        try:
+            slide = _slide_for(path)
+            if slide is None:
+                raise InputError(f"{path.name}: open its slide first (no slide layer is open, "
+                                 f"and no slide named {path.stem}.* lies beside it)")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                anns = read_annotations(path)
+        except InputError as exc:
+            show_warning(str(exc))
+            return [(None,)]
+        for w in caught:
+            show_warning(str(w.message))
+        if not anns:
+            show_warning(f"{path.name}: no polygons")
+            return [(None,)]
+        data = annotation_layer_data(anns, slide, name=path.stem + " annotations", source=str(path))
+        if data[2] == "labels":
+            show_info(f"{path.name}: {len(anns)} polygons, shown as a Labels layer (Shapes layers are "
+                      f"slow beyond a few thousand)")
+        return [data]
 
     return read

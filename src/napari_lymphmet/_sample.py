@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._reader import shapes_layer_data, slide_layer_data
+from ._layers import shapes_layer_data, slide_layer_data
 from .annotations import read_asap_xml
 from .slide import open_slide
 from .synthetic import GENERATOR_VERSION, SynthSpec, write_synthetic_slide
@@ -44,6 +44,6 @@ def synthetic_lymph_node() -> list[tuple]:
     path = sample_slide()
     slide = open_slide(path)
     image = slide_layer_data(slide)
-    tumor = shapes_layer_data(read_asap_xml(path.with_suffix(".xml")), slide,
-                              name=f"{slide.slide_id} tumor")
+    xml = path.with_suffix(".xml")
+    tumor = shapes_layer_data(read_asap_xml(xml), slide, name=f"{slide.slide_id} tumor", source=str(xml))
     return [image, tumor]

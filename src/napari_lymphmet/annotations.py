@@ -11,20 +11,24 @@ grouped by ``PartOfGroup``.
 
 from __future__ import annotations
 
+import json
 import os
+import uuid
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ._io import atomic_path
 from .errors import InputError
 
-__all__ = ["TUMOR", "EXCLUSION", "Annotation", "AnnotationWarning", "fill_polygons", "fill_rings", "polygon_area",
-           "rasterize", "read_asap_xml", "write_asap_xml"]
+__all__ = ["TUMOR", "EXCLUSION", "Annotation", "AnnotationWarning", "check_within", "fill_polygons",
+           "fill_rings", "polygon_area", "rasterize", "read_annotations", "read_asap_xml", "read_geojson",
+           "summarize", "write_annotations", "write_asap_xml", "write_geojson"]
 
 TUMOR, EXCLUSION = "tumor", "exclusion"
 TUMOR_GROUPS = {"tumor", "_0", "_1", "metastases", "metastasis"}
@@ -293,3 +297,199 @@ def write_asap_xml(path: str | os.PathLike, annotations: Sequence[Annotation | n
     ET.indent(root)
     with atomic_path(path) as tmp:
         ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
+
+
+# --- QuPath GeoJSON -------------------------------------------------------
+
+QUPATH_CLASSES = {TUMOR: ("Tumor", [200, 0, 0]), EXCLUSION: ("Exclusion", [0, 180, 0])}
+_EXCLUSION_NAMES = EXCLUSION_GROUPS | {"ignore*", "ignore"}
+
+
+def _ring(coords, path: Path, name: str) -> np.ndarray:
+    xy = np.asarray(coords, np.float64)
+    if xy.ndim != 2 or xy.shape[1] < 2:
+        raise ValueError("a ring must be a list of [x, y] pairs")
+    xy = xy[:, :2]
+    if len(xy) > 1 and np.array_equal(xy[0], xy[-1]):
+        xy = xy[:-1]  # GeoJSON closes rings by repeating the first vertex
+    return xy
+
+
+def _features(data: Any, path: Path) -> list[dict]:
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        return list(data.get("features") or [])
+    if isinstance(data, dict) and data.get("type") == "Feature":
+        return [data]
+    if isinstance(data, dict) and data.get("type") in ("Polygon", "MultiPolygon", "GeometryCollection"):
+        return [{"type": "Feature", "geometry": data, "properties": {}}]
+    raise InputError(f"{path}: not GeoJSON annotations (expected a FeatureCollection, "
+                     f"a Feature or a list of Features)")
+
+
+def _geometry_polygons(geometry: dict) -> list[list]:
+    kind = (geometry or {}).get("type")
+    if kind == "Polygon":
+        return [geometry["coordinates"]]
+    if kind == "MultiPolygon":
+        return list(geometry["coordinates"])
+    if kind == "GeometryCollection":
+        return [p for g in geometry.get("geometries", []) for p in _geometry_polygons(g)]
+    return []
+
+
+def read_geojson(path: str | os.PathLike, *, offset: tuple[float, float] = (0.0, 0.0)) -> list[Annotation]:
+    """Read QuPath-style GeoJSON annotations.
+
+    ``properties.classification.name`` gives the class: tumor names
+    (``Tumor``, ``Metastasis``, ...) are tumor, ``Exclusion``/``Ignore*`` are
+    exclusions; anything else warns and counts as tumor. Polygons and
+    MultiPolygons are read with their interior rings as holes; other
+    geometries are skipped with a warning.
+
+    Parameters
+    ----------
+    path : str or path-like
+    offset : (float, float), optional
+        Added to every vertex: the slide's ``(openslide.bounds-x,
+        openslide.bounds-y)`` when QuPath saved coordinates relative to the
+        scanned area, as it does for some formats (e.g. MRXS).
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    shift = np.asarray(offset, np.float64)
+    out = []
+    for i, feature in enumerate(_features(data, path)):
+        props = (feature or {}).get("properties") or {}
+        name = str(props.get("name") or feature.get("id") or f"feature {i}")
+        classification = props.get("classification") or {}
+        class_name = classification.get("name") if isinstance(classification, dict) else None
+        if class_name is None:
+            warnings.warn(AnnotationWarning(f"{path}: {name}: no classification, read as tumor"), stacklevel=2)
+            label = TUMOR
+        elif str(class_name).lower() in _EXCLUSION_NAMES:
+            label = EXCLUSION
+        else:
+            label = _group_label(str(class_name), path, name)
+        parts = _geometry_polygons(feature.get("geometry") or {})
+        if not parts:
+            kind = (feature.get("geometry") or {}).get("type")
+            warnings.warn(AnnotationWarning(f"{path}: {name}: {kind} geometry is not an area; skipped"),
+                          stacklevel=2)
+        for rings in parts:
+            try:
+                exterior, *holes = [_ring(r, path, name) + shift for r in rings]
+            except (ValueError, TypeError, IndexError) as exc:
+                warnings.warn(AnnotationWarning(f"{path}: {name}: bad coordinates ({exc}); skipped"),
+                              stacklevel=2)
+                continue
+            if len(exterior) < 3 or not np.isfinite(exterior).all():
+                warnings.warn(AnnotationWarning(
+                    f"{path}: {name}: {len(exterior)} usable vertices, a polygon needs 3; skipped"), stacklevel=2)
+                continue
+            out.append(Annotation(exterior, label, tuple(h for h in holes if len(h) >= 3), name=name))
+    return out
+
+
+def write_geojson(path: str | os.PathLike, annotations: Sequence[Annotation], *,
+                  offset: tuple[float, float] = (0.0, 0.0)) -> None:
+    """Write annotations as a QuPath-style GeoJSON FeatureCollection, atomically.
+
+    ``offset`` is subtracted from every vertex (see :func:`read_geojson`).
+    """
+    shift = np.asarray(offset, np.float64)
+
+    def ring(xy: np.ndarray) -> list:
+        xy = np.asarray(xy, np.float64) - shift
+        return np.vstack([xy, xy[:1]]).tolist()
+
+    features = []
+    for ann in annotations:
+        class_name, colour = QUPATH_CLASSES[ann.label]
+        features.append({
+            "type": "Feature",
+            "id": str(uuid.uuid4()),
+            "geometry": {"type": "Polygon", "coordinates": [ring(ann.exterior)] + [ring(h) for h in ann.holes]},
+            "properties": {"objectType": "annotation", "name": ann.name or None,
+                           "classification": {"name": class_name, "color": colour}},
+        })
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}) + "\n")
+
+
+# --- by file extension ----------------------------------------------------
+
+XML_SUFFIXES = (".xml",)
+GEOJSON_SUFFIXES = (".geojson", ".json")
+
+
+def read_annotations(path: str | os.PathLike, *, offset: tuple[float, float] = (0.0, 0.0)) -> list[Annotation]:
+    """Read ASAP XML or GeoJSON, chosen by the file's extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix in XML_SUFFIXES:
+        anns = read_asap_xml(path)
+        if any(offset):
+            anns = [Annotation(a.exterior + offset, a.label, tuple(h + offset for h in a.holes), a.name)
+                    for a in anns]
+        return anns
+    if suffix in GEOJSON_SUFFIXES:
+        return read_geojson(path, offset=offset)
+    raise InputError(f"{path}: unknown annotation format; use .xml (ASAP) or .geojson (QuPath)")
+
+
+def write_annotations(path: str | os.PathLike, annotations: Sequence[Annotation], *,
+                      offset: tuple[float, float] = (0.0, 0.0)) -> None:
+    """Write ASAP XML or GeoJSON, chosen by the file's extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix in XML_SUFFIXES:
+        if any(offset):
+            annotations = [Annotation(a.exterior - offset, a.label, tuple(h - offset for h in a.holes), a.name)
+                           for a in annotations]
+        write_asap_xml(path, annotations)
+    elif suffix in GEOJSON_SUFFIXES:
+        write_geojson(path, annotations, offset=offset)
+    else:
+        raise InputError(f"{path}: unknown annotation format; use .xml (ASAP) or .geojson (QuPath)")
+
+
+def check_within(annotations: Sequence[Annotation], dimensions: tuple[int, int], *, source: str,
+                 margin: float = 0.05) -> int:
+    """Warn about polygons reaching far outside a slide; returns how many.
+
+    "Far" is more than ``margin`` of the slide's long side beyond its edge,
+    which usually means the file belongs to another slide, or needs a bounds
+    offset.
+    """
+    w, h = dimensions
+    slack = margin * max(w, h)
+    bad = 0
+    for ann in annotations:
+        x, y = ann.exterior[:, 0], ann.exterior[:, 1]
+        if x.min() < -slack or y.min() < -slack or x.max() > w + slack or y.max() > h + slack:
+            bad += 1
+            warnings.warn(AnnotationWarning(
+                f"{source}: {ann.name or 'a polygon'}: reaches ({x.min():.0f}..{x.max():.0f}, "
+                f"{y.min():.0f}..{y.max():.0f}), far outside the {w} × {h} slide; it is clipped"), stacklevel=2)
+    return bad
+
+
+def summarize(annotations: Sequence[Annotation], mpp: tuple[float, float] | None) -> dict:
+    """Polygon counts per class and the tumor area (µm² when mpp is known, else px²)."""
+    counts = {TUMOR: 0, EXCLUSION: 0}
+    for ann in annotations:
+        counts[ann.label] = counts.get(ann.label, 0) + 1
+    tumor_px = sum(a.area for a in annotations if a.label == TUMOR)
+    excluded_px = sum(a.area for a in annotations if a.label == EXCLUSION)
+    area = max(tumor_px - excluded_px, 0.0)
+    out = {"polygons": counts, "vertices": int(sum(a.n_vertices for a in annotations))}
+    if mpp:
+        out["tumor_area_um2"] = round(area * mpp[0] * mpp[1], 1)
+    else:
+        out["tumor_area_px2"] = round(area, 1)
+    return out

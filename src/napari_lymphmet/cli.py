@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -74,6 +75,61 @@ def _synth(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _bounds_offset(args: argparse.Namespace, path: str) -> tuple[float, float]:
+    """The slide's bounds origin when GeoJSON coordinates are relative to it."""
+    from .annotations import GEOJSON_SUFFIXES
+    from .slide import open_slide
+
+    if not args.qupath_bounds or not path.lower().endswith(GEOJSON_SUFFIXES):
+        return (0.0, 0.0)
+    if not args.slide:
+        raise InputError("--qupath-bounds needs --slide to know the bounds")
+    with open_slide(args.slide) as slide:
+        return tuple(float(v) for v in slide.bounds[:2]) if slide.bounds else (0.0, 0.0)
+
+
+def _annotations_convert(args: argparse.Namespace) -> dict[str, Any]:
+    from .annotations import read_annotations, summarize, write_annotations
+
+    anns = read_annotations(args.input, offset=_bounds_offset(args, args.input))
+    if not anns:
+        raise InputError(f"{args.input}: no polygons to convert")
+    write_annotations(args.output, anns, offset=_bounds_offset(args, args.output))
+    return {"input": args.input, "output": args.output, **summarize(anns, None)}
+
+
+def _annotations_rasterize(args: argparse.Namespace) -> dict[str, Any]:
+    import math
+
+    from .annotations import check_within, rasterize, read_annotations, summarize
+    from .masks import save_mask
+    from .slide import open_slide
+
+    with open_slide(args.slide) as slide:
+        dims, mpp = slide.dimensions, slide.mpp
+        if args.level is not None:
+            if not 0 <= args.level < slide.level_count:
+                raise InputError(f"{args.slide}: no level {args.level} (it has {slide.level_count})")
+            downsample = slide.level_downsamples[args.level]
+            w, h = slide.level_dimensions[args.level]
+        else:
+            downsample = args.downsample
+            w, h = math.ceil(dims[0] / downsample), math.ceil(dims[1] / downsample)
+        offset = _bounds_offset(args, args.input)
+    anns = read_annotations(args.input, offset=offset)
+    if not anns:
+        raise InputError(f"{args.input}: no polygons to rasterize")
+    outside = check_within(anns, dims, source=args.input)
+    mask = rasterize(anns, (h, w), downsample=downsample)
+    if outside == len(anns) and not mask.any():
+        raise InputError(f"{args.input}: none of its {len(anns)} polygons lies on {args.slide}")
+    save_mask(args.output, mask, downsample=downsample, kind="tumor", slide=str(args.slide),
+              annotations=str(args.input), mpp=[m * downsample for m in mpp] if mpp else None)
+    return {"mask": args.output, "sidecar": args.output + ".json", "shape": [h, w],
+            "downsample": downsample, "tumor_fraction": round(float(mask.mean()), 6),
+            **summarize(anns, mpp)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lymphmet",
@@ -100,6 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", default=None, help="also write the true tissue mask (PNG, downsample 16)")
     p.add_argument("--no-artefacts", action="store_true", help="no pen mark, dust or fold")
     p.set_defaults(func=_synth)
+
+    ann = sub.add_parser("annotations", help="convert or rasterize tumor annotations")
+    ann_sub = ann.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = ann_sub.add_parser("convert", help="ASAP XML <-> QuPath GeoJSON, by file extension")
+    p.add_argument("input", help="annotations: .xml (ASAP) or .geojson (QuPath)")
+    p.add_argument("output", help="where to write: .xml or .geojson")
+    p.add_argument("--slide", help="the slide, for --qupath-bounds")
+    p.add_argument("--qupath-bounds", action="store_true",
+                   help="GeoJSON coordinates are relative to the slide's bounds (QuPath, e.g. for MRXS)")
+    p.set_defaults(func=_annotations_convert)
+    p = ann_sub.add_parser("rasterize", help="write a tumor mask (0/255 PNG + JSON sidecar)")
+    p.add_argument("input", help="annotations: .xml (ASAP) or .geojson (QuPath)")
+    p.add_argument("--slide", required=True, help="the slide they belong to")
+    scale = p.add_mutually_exclusive_group(required=True)
+    scale.add_argument("--downsample", type=float, help="level-0 px per mask px, e.g. 32")
+    scale.add_argument("--level", type=int, help="match this pyramid level's size")
+    p.add_argument("-o", "--output", required=True, help="mask file, .png or .tif")
+    p.add_argument("--qupath-bounds", action="store_true",
+                   help="GeoJSON coordinates are relative to the slide's bounds")
+    p.set_defaults(func=_annotations_rasterize)
     return parser
 
 
@@ -109,6 +185,11 @@ def _one_line(exc: BaseException) -> str:
     else:
         text = str(exc) or type(exc).__name__
     return " ".join(text.split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {_one_line(message) if isinstance(message, BaseException) else message}",
+          file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     command: Command = args.func
+    warnings.showwarning = _show_warning
     try:
         summary = command(args)
     except (InputError, OSError, ValueError) as exc:

@@ -1,0 +1,1 @@
+"""napari widgets: thin magicgui shells over the core, one module each."""

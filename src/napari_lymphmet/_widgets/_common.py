@@ -1,0 +1,25 @@
+"""Helpers shared by the widgets: finding slide layers, reporting errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..slide import Slide, open_slide
+
+__all__ = ["is_slide_layer", "slide_layers", "slide_of"]
+
+
+def is_slide_layer(layer: Any) -> bool:
+    """An Image layer opened by this plugin's reader (it knows its file)."""
+    meta = getattr(layer, "metadata", None)
+    return getattr(layer, "_type_string", "") == "image" and isinstance(meta, dict) \
+        and "path" in meta and "vendor" in meta
+
+
+def slide_layers(viewer: Any) -> list[Any]:
+    return [layer for layer in viewer.layers if is_slide_layer(layer)]
+
+
+def slide_of(layer: Any) -> Slide:
+    """The slide behind a slide layer, opened afresh (cheap: no pixels are read)."""
+    return open_slide(layer.metadata["path"])
