@@ -194,3 +194,41 @@ def test_thousands_of_polygons_open_as_labels(make_napari_viewer, slide_with_xml
     ds = layer.metadata["downsample"]
     assert tuple(layer.scale) == pytest.approx((0.5 * ds, 0.5 * ds))
     assert layer.data.max() == 1 and 0 < layer.data.mean() < 0.2
+
+
+def test_tissue_widget_slider_brush_save_reload(make_napari_viewer, slide_with_xml, tmp_path):
+    from napari_lymphmet._widgets.tissue import TissueMaskWidget, find_mask_layer
+
+    slide_path, _ = slide_with_xml
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(slide_path), plugin="napari-lymphmet")
+    widget = TissueMaskWidget(viewer)
+    layer = widget.detect()
+    assert layer._type_string == "labels" and not layer.multiscale
+    assert find_mask_layer(viewer, str(slide_path)) is layer
+    # Lies exactly over the slide: mask px (r, c) centre = level-0 centre of its block.
+    ds = layer.metadata["downsample"]
+    assert ds == 16
+    np.testing.assert_allclose(layer.data_to_world((3, 5)), image.data_to_world((3 * ds + 7.5, 5 * ds + 7.5)))
+    before = np.array(layer.data)
+    assert 0.1 < before.mean() < 0.9
+
+    widget.auto.value = False
+    widget.saturation.value = 0.45  # only the most saturated pixels stay
+    after = np.array(layer.data)
+    assert after.sum() < before.sum()
+    assert widget.last_update_ms < 1000  # measured properly in benchmarks/
+
+    # A brush stroke across glass at the top-left corner.
+    layer.brush_size = 3
+    for col in range(2, 12):
+        layer.paint((2, col), 1)
+    painted = np.array(layer.data)
+    assert painted[2, 2:12].all() and not after[2, 2:12].any()
+
+    out = tmp_path / "tissue.png"
+    assert widget.save(out) == out
+    viewer.layers.remove(layer)
+    reloaded = widget.load(out)
+    np.testing.assert_array_equal(np.asarray(reloaded.data) > 0, painted > 0)
+    assert tuple(reloaded.scale) == tuple(layer.scale) and tuple(reloaded.translate) == tuple(layer.translate)

@@ -16,7 +16,7 @@ from .annotations import EXCLUSION, TUMOR, Annotation, rasterize
 from .slide import Slide
 
 __all__ = ["CLASS_COLOURS", "MAX_SHAPES", "annotation_layer_data", "annotations_from_shapes",
-           "slide_layer_data", "slide_scale", "shapes_layer_data"]
+           "labels_layer_data", "mask_geometry", "slide_layer_data", "slide_scale", "shapes_layer_data"]
 
 CLASS_COLOURS = {TUMOR: "#ff2020", EXCLUSION: "#20d020"}
 MAX_SHAPES = 2000  # above this a Shapes layer becomes sluggish; use Labels instead
@@ -78,6 +78,17 @@ def shapes_layer_data(annotations: Sequence[Annotation], slide: Slide, *, name: 
     return shapes, kwargs, "shapes"
 
 
+def mask_geometry(slide: Slide, downsample: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """``(scale, translate)`` that lay a mask at ``downsample`` exactly over the slide.
+
+    Mask pixel ``c`` covers level-0 pixels ``[c·D, (c+1)·D)``, whose centre is
+    level-0 coordinate ``c·D + (D - 1)/2``; napari puts pixel centres at
+    ``index·scale + translate``.
+    """
+    sy, sx = slide_scale(slide)
+    return (sy * downsample, sx * downsample), (sy * (downsample - 1) / 2, sx * (downsample - 1) / 2)
+
+
 def labels_layer_data(annotations: Sequence[Annotation], slide: Slide, *, name: str,
                       max_side: int = 4096, source: str | None = None) -> tuple:
     """``(data, kwargs, "labels")``: annotations rasterized (1 tumor), for many polygons."""
@@ -85,10 +96,11 @@ def labels_layer_data(annotations: Sequence[Annotation], slide: Slide, *, name: 
     downsample = max(1.0, max(w, h) / max_side)
     shape = (int(np.ceil(h / downsample)), int(np.ceil(w / downsample)))
     mask = rasterize(annotations, shape, downsample=downsample).astype(np.uint8)
-    sy, sx = slide_scale(slide)
+    scale, translate = mask_geometry(slide, downsample)
     kwargs = {
         "name": name,
-        "scale": (sy * downsample, sx * downsample),
+        "scale": scale,
+        "translate": translate,
         "units": _units(slide),
         "opacity": 0.5,
         "metadata": {"slide": slide.path, "source": source, "downsample": downsample},

@@ -130,6 +130,35 @@ def _annotations_rasterize(args: argparse.Namespace) -> dict[str, Any]:
             **summarize(anns, mpp)}
 
 
+def _saturation(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number in [0, 1], got {text!r}") from None
+
+
+def _mask(args: argparse.Namespace) -> dict[str, Any]:
+    from .masks import save_mask
+    from .slide import open_slide
+    from .tissue import TissueParams, params_dict, tissue_mask
+
+    params = TissueParams(target_mpp=args.mpp, downsample=args.downsample, saturation=args.saturation,
+                          dark=args.dark, bright=args.bright, reject_pen=not args.no_pen_filter,
+                          median=args.median, close=args.close, fill_holes=not args.no_fill_holes,
+                          min_area_um2=args.min_area_um2, min_area_px=args.min_area_px)
+    start = time.monotonic()
+    with open_slide(args.slide) as slide:
+        result = tissue_mask(slide, params)
+    seconds = time.monotonic() - start
+    save_mask(args.output, result.mask, downsample=result.downsample, kind="tissue", slide=str(args.slide),
+              mpp=result.mpp, thresholds=result.thresholds, parameters=params_dict(params))
+    return {"mask": args.output, "sidecar": args.output + ".json", "shape": list(result.mask.shape),
+            "downsample": result.downsample, "mpp": result.mpp, "thresholds": result.thresholds,
+            "tissue_fraction": round(result.tissue_fraction, 6), "seconds": round(seconds, 3)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lymphmet",
@@ -156,6 +185,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", default=None, help="also write the true tissue mask (PNG, downsample 16)")
     p.add_argument("--no-artefacts", action="store_true", help="no pen mark, dust or fold")
     p.set_defaults(func=_synth)
+
+    p = sub.add_parser("mask", help="detect tissue; write a 0/255 mask PNG + JSON sidecar",
+                       description="Detect tissue on a low-resolution level of a slide (HSV saturation, "
+                                   "minus ink, pen and debris) and write it as a mask.")
+    p.add_argument("slide")
+    p.add_argument("-o", "--output", required=True, help="mask file, .png or .tif")
+    res = p.add_mutually_exclusive_group()
+    res.add_argument("--mpp", type=float, default=8.0, help="working resolution, µm/px (default 8)")
+    res.add_argument("--downsample", type=float, default=None, help="working downsample, level-0 px per mask px")
+    p.add_argument("--saturation", type=_saturation, default=None, metavar="auto|S",
+                   help="saturation threshold in [0, 1], or auto (Otsu, the default)")
+    p.add_argument("--dark", type=int, default=50, help="reject pixels with max(RGB) below this (ink)")
+    p.add_argument("--bright", type=int, default=235, help="reject pixels with min(RGB) above this (glass)")
+    p.add_argument("--no-pen-filter", action="store_true", help="keep blue/green hues")
+    p.add_argument("--median", type=int, default=5, help="majority filter size, mask px (default 5)")
+    p.add_argument("--close", type=int, default=2, help="closing radius, mask px (default 2)")
+    p.add_argument("--no-fill-holes", action="store_true")
+    p.add_argument("--min-area-um2", type=float, default=20_000.0,
+                   help="drop objects smaller than this (default 20000 µm²)")
+    p.add_argument("--min-area-px", type=int, default=64, help="the same in mask px, for slides without mpp")
+    p.set_defaults(func=_mask)
 
     ann = sub.add_parser("annotations", help="convert or rasterize tumor annotations")
     ann_sub = ann.add_subparsers(dest="action", required=True, metavar="ACTION")
