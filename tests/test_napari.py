@@ -232,3 +232,53 @@ def test_tissue_widget_slider_brush_save_reload(make_napari_viewer, slide_with_x
     reloaded = widget.load(out)
     np.testing.assert_array_equal(np.asarray(reloaded.data) > 0, painted > 0)
     assert tuple(reloaded.scale) == tuple(layer.scale) and tuple(reloaded.translate) == tuple(layer.translate)
+
+
+def test_patches_widget_preview_counts_and_export_matches_cli(make_napari_viewer, slide_with_xml, tmp_path,
+                                                              capsys, qtbot):
+    from napari_lymphmet._widgets.patches import PatchesWidget
+    from napari_lymphmet.patches import PatchSpec, plan_for_slide
+
+    from .conftest import run_main
+
+    slide_path, xml = slide_with_xml
+    viewer = make_napari_viewer()
+    viewer.open(str(slide_path), plugin="napari-lymphmet")
+    (shapes,) = viewer.open(str(xml), plugin="napari-lymphmet")
+    widget = PatchesWidget(viewer)
+    widget.tumor_box.value = shapes
+    widget.size.value = widget.stride.value = 64
+    points = widget.preview()
+    with open_slide(slide_path) as slide:
+        truth = plan_for_slide(slide, PatchSpec(size=64, mpp=0.5), annotations=xml)
+    counts = truth.counts()
+    assert counts["tumor"] > 0 and counts["normal"] > 0
+    assert len(points.data) == len(truth)
+    assert list(points.features["label"]).count("tumor") == counts["tumor"]
+    assert f"{counts['tumor']} tumor · {counts['normal']} normal · {truth.uncertain} uncertain" in widget.status.value
+    np.testing.assert_allclose(points.data[:, 1], truth.x + truth.box / 2)
+
+    widget.export(tmp_path / "widget")  # blocking; the button runs the same in a worker
+    code, _, err = run_main(capsys, "patches", str(slide_path), "-o", str(tmp_path / "cli"),
+                            "--annotations", str(xml), "--size", "64")
+    assert code == 0, err
+
+    def files(folder):
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*.png")}
+
+    assert files(tmp_path / "widget") == files(tmp_path / "cli") and len(files(tmp_path / "cli")) == len(truth)
+    widget_csv = (tmp_path / "widget" / "patches.csv").read_text().splitlines()
+    cli_csv = (tmp_path / "cli" / "patches.csv").read_text().splitlines()
+    assert widget_csv == cli_csv
+
+    # Export in a worker, cancel after the first progress step: whole files
+    # only, some but not all, and a CSV that matches the disk.
+    worker = widget.export(tmp_path / "cancelled", block=False)
+    worker.yielded.connect(lambda _done: widget.cancel())
+    qtbot.waitUntil(lambda: widget.export_button.enabled, timeout=20_000)
+    on_disk = files(tmp_path / "cancelled")
+    rows = (tmp_path / "cancelled" / "patches.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(on_disk) and not list((tmp_path / "cancelled").rglob(".*partial*"))
+    assert all(on_disk[name] == files(tmp_path / "cli")[name] for name in on_disk)
+    assert 0 < len(on_disk) < len(truth)
+    assert "cancelled; kept" in widget.status.value

@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -159,6 +160,42 @@ def _mask(args: argparse.Namespace) -> dict[str, Any]:
             "tissue_fraction": round(result.tissue_fraction, 6), "seconds": round(seconds, 3)}
 
 
+def _patches(args: argparse.Namespace) -> dict[str, Any]:
+    from contextlib import ExitStack
+
+    from .annotations import GEOJSON_SUFFIXES, XML_SUFFIXES
+    from .patches import PatchSpec, companion, export_patches, plan_for_slide
+    from .slide import open_slide
+
+    spec = PatchSpec(size=args.size, stride=args.stride, mpp=None if args.level is not None else args.mpp,
+                     level=args.level, min_tissue=args.min_tissue, label_rule=args.label_rule,
+                     max_per_class=args.max_per_class, balance=args.balance, seed=args.seed, format=args.format)
+    if len(args.slides) > 1:
+        for given, what in ((args.annotations, "--annotations"), (args.mask, "--mask")):
+            if given is not None and not Path(given).is_dir():
+                raise InputError(f"{given}: with several slides, {what} must be a folder of files named "
+                                 f"after the slides")
+    start = time.monotonic()
+    plans = []
+    with ExitStack() as stack:
+        for path in args.slides:
+            slide = stack.enter_context(open_slide(path))
+            ann = companion(path, args.annotations, XML_SUFFIXES + GEOJSON_SUFFIXES)
+            mask = companion(path, args.mask, (".png", ".tif", ".tiff", "_mask.png", "_tissue.png"))
+            plan = plan_for_slide(slide, spec, annotations=ann, mask=mask)
+            if not args.quiet:
+                print(f"{Path(path).name}: {plan.counts()} patches, {plan.uncertain} uncertain skipped, "
+                      f"annotations: {ann.name if ann else 'none (all normal)'}", file=sys.stderr)
+            plans.append((slide, plan))
+        result = export_patches(plans, args.output, fmt=args.format, workers=args.workers,
+                                progress=_Progress("patches", quiet=args.quiet))
+    seconds = time.monotonic() - start
+    return {"output": str(args.output), "csv": str(result.csv), "counts": result.counts,
+            "uncertain_skipped": result.uncertain, "written": result.written,
+            "already_there": result.skipped_existing, "slides": len(plans),
+            "seconds": round(seconds, 2), "patches_per_second": round(result.patches_per_second, 1)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lymphmet",
@@ -167,13 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    # -q and --debug also work after the command name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("info", help="print a slide's levels, mpp and metadata")
+    p = sub.add_parser("info", parents=[common], help="print a slide's levels, mpp and metadata")
     p.add_argument("slide", help="a whole-slide image in any format OpenSlide reads")
     p.set_defaults(func=_info)
 
-    p = sub.add_parser("synth", help="write a synthetic lymph-node slide with its tumor XML",
+    p = sub.add_parser("synth", parents=[common], help="write a synthetic lymph-node slide with its tumor XML",
                        description="Write a deterministic, H&E-like synthetic lymph-node slide "
                                    "(pyramidal JPEG TIFF) and an ASAP XML of its metastases beside it.")
     p.add_argument("-o", "--output", required=True, help="the slide to write, e.g. slide.tif")
@@ -186,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-artefacts", action="store_true", help="no pen mark, dust or fold")
     p.set_defaults(func=_synth)
 
-    p = sub.add_parser("mask", help="detect tissue; write a 0/255 mask PNG + JSON sidecar",
+    p = sub.add_parser("mask", parents=[common], help="detect tissue; write a 0/255 mask PNG + JSON sidecar",
                        description="Detect tissue on a low-resolution level of a slide (HSV saturation, "
                                    "minus ink, pen and debris) and write it as a mask.")
     p.add_argument("slide")
@@ -207,16 +248,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-area-px", type=int, default=64, help="the same in mask px, for slides without mpp")
     p.set_defaults(func=_mask)
 
-    ann = sub.add_parser("annotations", help="convert or rasterize tumor annotations")
+    p = sub.add_parser("patches", parents=[common], help="export labelled training patches (ImageFolder + patches.csv)")
+    p.add_argument("slides", nargs="+", metavar="SLIDE")
+    p.add_argument("-o", "--output", required=True, help="output folder (tumor/, normal/, patches.csv)")
+    p.add_argument("--annotations", help="an XML/GeoJSON, or a folder of them named after the slides")
+    p.add_argument("--mask", help="a saved tissue mask, or a folder of them named after the slides "
+                                  "(default: detect tissue)")
+    res = p.add_mutually_exclusive_group()
+    res.add_argument("--mpp", type=float, default=0.5, help="patch resolution, µm/px (default 0.5)")
+    res.add_argument("--level", type=int, default=None, help="read this level as is (slides without mpp)")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--stride", type=int, default=None, help="grid step in patch px (default: --size)")
+    p.add_argument("--min-tissue", type=float, default=0.5, help="minimum tissue fraction (default 0.5)")
+    p.add_argument("--label-rule", default="center", help="center (default) or fraction:T")
+    p.add_argument("--max-per-class", type=int, default=None, help="sample at most N per class and slide")
+    p.add_argument("--balance", action="store_true", help="sample normals down to the tumor count")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=("png", "jpeg"), default="png")
+    p.add_argument("--workers", type=int, default=None, help="threads (default: cores + 1)")
+    p.set_defaults(func=_patches)
+
+    ann = sub.add_parser("annotations", parents=[common], help="convert or rasterize tumor annotations")
     ann_sub = ann.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = ann_sub.add_parser("convert", help="ASAP XML <-> QuPath GeoJSON, by file extension")
+    p = ann_sub.add_parser("convert", parents=[common], help="ASAP XML <-> QuPath GeoJSON, by file extension")
     p.add_argument("input", help="annotations: .xml (ASAP) or .geojson (QuPath)")
     p.add_argument("output", help="where to write: .xml or .geojson")
     p.add_argument("--slide", help="the slide, for --qupath-bounds")
     p.add_argument("--qupath-bounds", action="store_true",
                    help="GeoJSON coordinates are relative to the slide's bounds (QuPath, e.g. for MRXS)")
     p.set_defaults(func=_annotations_convert)
-    p = ann_sub.add_parser("rasterize", help="write a tumor mask (0/255 PNG + JSON sidecar)")
+    p = ann_sub.add_parser("rasterize", parents=[common], help="write a tumor mask (0/255 PNG + JSON sidecar)")
     p.add_argument("input", help="annotations: .xml (ASAP) or .geojson (QuPath)")
     p.add_argument("--slide", required=True, help="the slide they belong to")
     scale = p.add_mutually_exclusive_group(required=True)
