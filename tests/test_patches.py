@@ -11,7 +11,7 @@ import pytest
 from skimage.io import imread
 
 from napari_lymphmet import open_slide
-from napari_lymphmet.annotations import TUMOR, read_asap_xml
+from napari_lymphmet.annotations import TUMOR
 from napari_lymphmet.patches import PatchSpec, export_patches, plan_for_slide
 from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
 
