@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Mesa's software GL and TensorFlow each bring their own LLVM. In one process
+# they crash unless TensorFlow is loaded first and Mesa uses softpipe rather
+# than llvmpipe; the test session holds both, so set that up before Qt loads.
+os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow  # noqa: E402,F401  (see above)
 
 import numpy as np
 import pytest
@@ -95,3 +103,21 @@ def run_main(capsys, *argv: str) -> tuple[int, dict | None, str]:
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     return code, (json.loads(lines[-1]) if lines else None), err
+
+
+_EXIT = {"status": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT["status"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave without running native destructors: TensorFlow's and Mesa's clash
+    at interpreter exit ("free(): invalid pointer") after every test passed."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT["status"])

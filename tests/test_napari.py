@@ -282,3 +282,40 @@ def test_patches_widget_preview_counts_and_export_matches_cli(make_napari_viewer
     assert all(on_disk[name] == files(tmp_path / "cli")[name] for name in on_disk)
     assert 0 < len(on_disk) < len(truth)
     assert "cancelled; kept" in widget.status.value
+
+
+def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(make_napari_viewer, tmp_path, qtbot):
+    from PIL import Image
+
+    from napari_lymphmet._widgets.train import TrainWidget
+    from napari_lymphmet.model import load_model
+
+    rng = np.random.default_rng(0)
+    for label, mean in (("tumor", 170), ("normal", 90)):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for slide in ("a", "b"):
+            for i in range(6):
+                pixels = np.clip(rng.normal(mean, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "data" / label / f"s{slide}_{i}_0.png")
+    viewer = make_napari_viewer()
+    widget = TrainWidget(viewer)
+    widget.data.value = tmp_path / "data"
+    widget.backbone.value = "small-cnn"
+    widget.epochs.value = 1
+    widget.batch.value = 4
+    widget.output.value = tmp_path / "one.keras"
+    result = widget.start()  # blocking: the button runs the same in a worker
+    assert result.epochs_run == 1 and not result.cancelled
+    assert widget.history["loss"] and "trained: 1 epochs" in widget.status.value
+    assert np.asarray(widget.plot.value).std() > 0  # the curve was drawn
+    load_model(tmp_path / "one.keras")
+
+    # In a worker: cancel after the first epoch of many; the model file still appears.
+    widget.epochs.value = 50
+    widget.output.value = tmp_path / "cancelled.keras"
+    worker = widget.start(block=False)
+    worker.yielded.connect(lambda _state: widget.cancel())
+    qtbot.waitUntil(lambda: widget.train_button.enabled, timeout=120_000)
+    assert widget.result.cancelled and widget.result.epochs_run < 50
+    model, meta = load_model(tmp_path / "cancelled.keras")
+    assert meta["cancelled"] is True and model.input_shape == (None, 128, 128, 3)

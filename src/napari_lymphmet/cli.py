@@ -196,6 +196,59 @@ def _patches(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(seconds, 2), "patches_per_second": round(result.patches_per_second, 1)}
 
 
+def _train(args: argparse.Namespace) -> dict[str, Any]:
+    from .dataset import read_patch_table, split_by_slide
+    from .model import TrainConfig, train
+
+    config = TrainConfig(backbone=args.backbone, weights=args.weights, input_size=args.input_size,
+                         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                         seed=args.seed, augment=not args.no_augment, stain_norm=args.stain_norm,
+                         patience=args.patience, patch_mpp=args.patch_mpp)
+    table = read_patch_table(args.data)
+    if args.val:
+        train_table, val_table = table, read_patch_table(args.val)
+        shared = set(train_table.slides.tolist()) & set(val_table.slides.tolist())
+        if shared:
+            raise InputError(f"--val shares slides with the training data ({', '.join(sorted(shared)[:5])}); "
+                             f"validation must come from other slides")
+    else:
+        train_table, val_table = split_by_slide(table, fraction=args.val_fraction, seed=args.seed)
+        if not len(val_table):
+            warnings.warn(f"all patches come from one slide ({table.slides[0]}), so nothing can be held out "
+                          f"by slide: training without validation, threshold 0.5", stacklevel=1)
+    if config.weights == "imagenet" and config.backbone != "small-cnn":
+        from .model import build_model
+
+        build_model(config.backbone, input_size=config.size, weights="imagenet")  # fail fast when offline
+    meter = _Progress("train", quiet=args.quiet)
+
+    def progress(state: dict) -> None:
+        if state.get("end_of_epoch"):
+            if not args.quiet:
+                extra = f", val AUC {state['val_auc']:.3f}" if "val_auc" in state else ""
+                print(f"\repoch {state['epoch']}/{state['epochs']}: loss {state['loss']:.4f}{extra}",
+                      file=sys.stderr, flush=True)
+        else:
+            meter(state["batch"], state["batches"])
+
+    result = train(train_table, val_table, args.output, config, progress=progress)
+    meta = result.metadata
+    return {"model": str(result.path), "backbone": config.backbone, "validation": meta.get("validation"),
+            "threshold": meta["threshold"], "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
+            "train": meta["training"]["train"], "val_slides": (meta["training"]["validation"] or {}).get("slides")}
+
+
+def _score(args: argparse.Namespace) -> dict[str, Any]:
+    import math
+
+    from .dataset import read_patch_table
+    from .model import load_model, score_table
+
+    model, meta = load_model(args.model)
+    metrics = score_table(model, meta, read_patch_table(args.data))
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lymphmet",
@@ -268,6 +321,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="threads (default: cores + 1)")
     p.set_defaults(func=_patches)
 
+    from .model import BACKBONES
+
+    p = sub.add_parser("train", parents=[common], help="train a tumor/normal patch classifier (.keras)")
+    p.add_argument("data", nargs="+", metavar="DATA", help="ImageFolders (tumor/, normal/) or patches.csv files")
+    p.add_argument("-o", "--output", required=True, help="model file, e.g. model.keras")
+    p.add_argument("--val", nargs="+", default=None, help="validation data from other slides "
+                                                          "(default: hold out whole slides of DATA)")
+    p.add_argument("--val-fraction", type=float, default=0.25, help="share of patches held out by slide")
+    p.add_argument("--backbone", choices=BACKBONES, default="efficientnetb0")
+    p.add_argument("--weights", default="imagenet", help="imagenet, none, or a weights file")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--input-size", type=int, default=None, help="model input px (default 224; small-cnn 128)")
+    p.add_argument("--patch-mpp", type=float, default=None, help="µm/px of the patches, when no patches.csv says")
+    p.add_argument("--stain-norm", choices=("none", "reinhard"), default="none")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--patience", type=int, default=5, help="early stopping patience, epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("score", parents=[common], help="score a model on a labelled ImageFolder")
+    p.add_argument("model")
+    p.add_argument("data", nargs="+", metavar="DIR")
+    p.set_defaults(func=_score)
+
     ann = sub.add_parser("annotations", parents=[common], help="convert or rasterize tumor annotations")
     ann_sub = ann.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = ann_sub.add_parser("convert", parents=[common], help="ASAP XML <-> QuPath GeoJSON, by file extension")
@@ -298,6 +377,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinity become null: JSON has no NaN."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"warning: {_one_line(message) if isinstance(message, BaseException) else message}",
           file=sys.stderr)
@@ -324,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    sys.stdout.write(json.dumps(summary) + "\n")
+    sys.stdout.write(json.dumps(_finite(summary)) + "\n")
     sys.stdout.flush()
     return 0
 

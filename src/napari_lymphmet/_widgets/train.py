@@ -1,0 +1,147 @@
+"""The "Train" widget: train a patch classifier from the viewer, with live curves and cancel."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, FileEdit, Image, Label, LineEdit, PushButton, SpinBox
+
+from ..errors import InputError
+from ._plot import line_plot
+
+__all__ = ["TrainWidget"]
+
+
+class TrainWidget(Container):
+    """Choose patch folders and a backbone, train in a worker thread, watch loss and AUC per epoch."""
+
+    def __init__(self, viewer: Any) -> None:
+        from ..model import BACKBONES
+
+        self._viewer = viewer
+        self._cancel = threading.Event()
+        self._worker: Any = None
+        self.history: dict[str, list[float]] = {}
+        self.result: Any = None
+        self.data = FileEdit(label="patches (folder)", mode="d")
+        self.val = FileEdit(label="validation (optional)", mode="d")
+        self.backbone = ComboBox(label="backbone", choices=list(BACKBONES), value="small-cnn")
+        self.weights = LineEdit(label="weights", value="none")
+        self.epochs = SpinBox(label="epochs", min=1, max=1000, value=10)
+        self.batch = SpinBox(label="batch size", min=1, max=1024, value=32)
+        self.output = FileEdit(label="save model as", mode="w", filter="*.keras")
+        self.train_button = PushButton(text="Train")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.plot = Image(value=line_plot({}))
+        self.legend = Label(value="loss (orange) · validation AUC (blue)")
+        self.status = Label(value="")
+        super().__init__(widgets=[self.data, self.val, self.backbone, self.weights, self.epochs, self.batch,
+                                  self.output, self.train_button, self.cancel_button, self.plot, self.legend,
+                                  self.status])
+        self.train_button.changed.connect(lambda: self.start(block=False))
+        self.cancel_button.changed.connect(self.cancel)
+
+    def _report(self, text: str, *, warning: bool = False) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        self.status.value = text
+        (show_warning if warning else show_info)(text)
+
+    def _on_epoch(self, state: dict) -> None:
+        for key in ("loss", "val_auc"):
+            if key in state:
+                self.history.setdefault(key, []).append(float(state[key]))
+        self.plot.value = line_plot(self.history)
+        auc = f", val AUC {state['val_auc']:.3f}" if "val_auc" in state else ""
+        self.status.value = f"epoch {state['epoch']}/{state['epochs']}: loss {state['loss']:.4f}{auc}"
+
+    def start(self, *, block: bool = True) -> Any:
+        """Train; ``block=False`` runs in a worker (progress per batch, curves per epoch)."""
+        from ..dataset import read_patch_table, split_by_slide
+        from ..model import TrainConfig
+
+        try:
+            if not str(self.data.value) or str(self.data.value) == ".":
+                raise InputError("choose a folder of patches (tumor/ and normal/)")
+            out = Path(self.output.value)
+            if out.suffix != ".keras":
+                raise InputError("choose where to save the model (.keras)")
+            config = TrainConfig(backbone=self.backbone.value, weights=self.weights.value.strip() or "none",
+                                 epochs=int(self.epochs.value), batch_size=int(self.batch.value))
+            table = read_patch_table([self.data.value])
+            if str(self.val.value) not in ("", "."):
+                train_table, val_table = table, read_patch_table([self.val.value])
+            else:
+                train_table, val_table = split_by_slide(table)
+        except InputError as exc:
+            self._report(str(exc), warning=True)
+            return None
+        self._cancel.clear()
+        self.history = {}
+
+        def run():
+            from napari.utils import progress
+
+            from ..model import train
+
+            steps = -(-len(train_table) // config.batch_size) * config.epochs
+            with progress(total=steps, desc="Training") as bar:
+                def on_progress(state: dict) -> None:
+                    if state.get("end_of_epoch"):
+                        events.append(state)
+                    else:
+                        bar.update(1)
+
+                events: list[dict] = []
+                # Keras fits in a helper thread, so this generator can hand each
+                # epoch's results to the GUI thread as they come.
+                holder: dict = {}
+                thread = threading.Thread(target=lambda: holder.update(
+                    result=_safe_train(train, train_table, val_table, out, config, on_progress, self._cancel)))
+                thread.start()
+                while thread.is_alive() or events:
+                    thread.join(0.1)
+                    while events:
+                        yield events.pop(0)
+            return holder["result"]
+
+        def done(result) -> None:
+            self.train_button.enabled, self.cancel_button.enabled = True, False
+            if isinstance(result, Exception):
+                self._report(f"training failed: {result}", warning=True)
+                return
+            self.result = result
+            val = result.metadata.get("validation") or {}
+            auc = f", validation AUC {val['auc']:.3f}" if val.get("auc") == val.get("auc") and val else ""
+            state = "cancelled; kept the best model so far" if result.cancelled else "trained"
+            self._report(f"{state}: {result.epochs_run} epochs{auc}; saved {result.path.name}")
+
+        if block:
+            gen = run()
+            try:
+                while True:
+                    self._on_epoch(next(gen))
+            except StopIteration as stop:
+                done(stop.value)
+            return self.result
+        from napari.qt.threading import create_worker
+
+        self._worker = create_worker(run)
+        self._worker.yielded.connect(self._on_epoch)
+        self._worker.returned.connect(done)
+        self.train_button.enabled, self.cancel_button.enabled = False, True
+        self._worker.start()
+        return self._worker
+
+    def cancel(self) -> None:
+        """Stop after the current batch; the best checkpoint so far is saved."""
+        self._cancel.set()
+
+
+def _safe_train(train, *args):
+    try:
+        return train(*args[:4], progress=args[4], cancel=args[5])
+    except Exception as exc:  # reported in the widget, never raised into Qt
+        return exc

@@ -1,0 +1,166 @@
+"""Training and scoring: synthetic and real patches, the model file, safe mode, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_lymphmet.dataset import read_patch_table, slide_of_filename, split_by_slide
+from napari_lymphmet.errors import InputError
+from napari_lymphmet.metrics import best_threshold, binary_metrics, roc_auc
+
+from .conftest import DATA, run_main
+
+CAMELYON = DATA / "patches" / "camelyon16"
+
+
+def test_metrics_against_hand_computed_values():
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    scores = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    assert roc_auc(labels, scores) == pytest.approx(8 / 9)
+    assert roc_auc(labels, np.full(6, 0.5)) == 0.5  # ties count half
+    assert np.isnan(roc_auc(np.ones(3), np.arange(3)))
+    m = binary_metrics(labels, scores, 0.5)
+    assert (m["sensitivity"], m["specificity"], m["accuracy"]) == pytest.approx((2 / 3, 1.0, 5 / 6))
+    t = best_threshold(labels, scores)
+    at = binary_metrics(labels, scores, t)
+    assert at["sensitivity"] + at["specificity"] == pytest.approx(5 / 3)  # the best Youden J here
+
+
+def test_slide_ids_from_names_and_split_keeps_slides_whole(tmp_path):
+    assert slide_of_filename("tumor_073_100242_30748.png") == "tumor_073"
+    assert slide_of_filename("node_a_1024_2048_0.5mpp.png") == "node_a"
+    for label in ("tumor", "normal"):
+        (tmp_path / label).mkdir()
+        for slide in ("a", "b", "c", "d"):
+            for i in range(3):
+                (tmp_path / label / f"s_{slide}_{i}_{i}.png").write_bytes(b"")
+    table = read_patch_table([tmp_path])
+    train, val = split_by_slide(table, fraction=0.25)
+    assert len(train) + len(val) == len(table) and len(val)
+    assert not set(train.slides) & set(val.slides)
+    assert set(val.labels) == {0, 1}
+
+
+@pytest.fixture(scope="module")
+def synthetic_patches(tmp_path_factory):
+    """Patches from two synthetic slides of different seeds (so different stains)."""
+    from napari_lymphmet import open_slide
+    from napari_lymphmet.patches import PatchSpec, export_patches, plan_for_slide
+    from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
+
+    root = tmp_path_factory.mktemp("model")
+    folders = {}
+    for name, seed in (("train", 31), ("test", 32)):
+        path = root / f"slide_{name}.tif"
+        write_synthetic_slide(path, SynthSpec(width=8192, height=8192, seed=seed, lesions=3, mpp=0.5))
+        with open_slide(path) as slide:
+            plan = plan_for_slide(slide, PatchSpec(size=64, mpp=1.0, stride=48, max_per_class=150, seed=seed),
+                                  annotations=path.with_suffix(".xml"))
+            export_patches([(slide, plan)], root / name)
+        folders[name] = root / name
+    return folders
+
+
+def test_small_cnn_separates_a_held_out_synthetic_slide(synthetic_patches, tmp_path, capsys):
+    out = tmp_path / "synth.keras"
+    code, summary, err = run_main(
+        capsys, "train", str(synthetic_patches["train"]), "-o", str(out), "--backbone", "small-cnn",
+        "--weights", "none", "--epochs", "6", "--batch-size", "32", "--input-size", "64")
+    assert code == 0, err
+    assert summary["epochs_run"] >= 1 and summary["train"]["tumor"] > 20
+    code, scored, err = run_main(capsys, "score", str(out), str(synthetic_patches["test"]))
+    assert code == 0, err
+    assert set(scored) == {"n", "auc", "accuracy", "sensitivity", "specificity", "threshold"}
+    assert scored["auc"] >= 0.99, scored
+    assert scored["accuracy"] >= 0.9
+
+
+def test_model_file_reloads_in_a_fresh_process_with_metadata(synthetic_patches, tmp_path):
+    from napari_lymphmet.model import TrainConfig, train
+
+    table = read_patch_table([synthetic_patches["train"]])
+    train_t, val_t = table.subset(np.arange(len(table)) % 4 != 0), None
+    result = train(train_t, val_t, tmp_path / "m.keras",
+                   TrainConfig(backbone="small-cnn", weights="none", epochs=1, input_size=64))
+    code = (
+        "import json, sys; from napari_lymphmet.model import load_model;"
+        "m, meta = load_model(sys.argv[1]); print(json.dumps({'meta': meta, 'shape': list(m.input_shape)}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(result.path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    meta = loaded["meta"]
+    assert loaded["shape"] == [None, 64, 64, 3]
+    assert meta["backbone"] == "small-cnn" and meta["input_size"] == 64 and meta["patch_size"] == 64
+    assert meta["patch_mpp"] == 1.0 and meta["classes"] == ["normal", "tumor"]
+    assert meta["threshold"] == 0.5 and meta["training"]["train"]["tumor"] > 0
+    assert "history" in meta and meta["epochs_run"] == 1
+
+
+def test_unsafe_and_invalid_model_files_are_refused(tmp_path, capsys):
+    import keras
+
+    from napari_lymphmet.model import METADATA_ENTRY, load_model
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    path = tmp_path / "lambda.keras"
+    keras.Model(inputs, outputs).save(path)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(METADATA_ENTRY, json.dumps({"input_size": 8}))
+    with pytest.raises(InputError, match="refused in safe mode"):
+        load_model(path)
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a model")
+    code, _, err = run_main(capsys, "score", str(fake), str(tmp_path))
+    assert code == 2 and "not a Keras model" in err and err.count("\n") == 1
+    code, _, err = run_main(capsys, "score", str(tmp_path / "missing.keras"), str(tmp_path))
+    assert code == 2 and "no such model file" in err
+
+
+def test_imagenet_weights_offline_fail_fast_with_advice(tmp_path, capsys):
+    cached = Path.home() / ".keras" / "models" / "efficientnetb0_notop.h5"
+    if cached.exists():
+        pytest.skip("ImageNet weights are cached here; the offline path cannot be exercised")
+    (tmp_path / "tumor").mkdir()
+    (tmp_path / "normal").mkdir()
+    from PIL import Image
+
+    for label in ("tumor", "normal"):
+        for i in range(2):
+            Image.new("RGB", (32, 32), (200, 100 + 50 * i, 150)).save(tmp_path / label / f"s{i}_0_0.png")
+    code, _, err = run_main(capsys, "train", str(tmp_path), "-o", str(tmp_path / "m.keras"), "--epochs", "1")
+    assert code == 2
+    last = err.strip().splitlines()[-1]  # Keras may announce the download attempt first
+    assert last.startswith("error:") and "ImageNet weights" in last and "--weights none" in last
+    assert "Traceback" not in err
+    assert not (tmp_path / "m.keras").exists()
+
+
+@pytest.mark.slow
+def test_real_camelyon_patches_left_out_slide_is_called_normal(tmp_path):
+    """Trained on tumor_073 only, tumor_004's normal patches (another stain) score normal."""
+    if not CAMELYON.exists():
+        pytest.skip(f"test data not found: {CAMELYON}")
+    from skimage.io import imread
+
+    from napari_lymphmet.model import TrainConfig, load_model, predict_patches, train
+
+    table = read_patch_table([CAMELYON])
+    is_073 = table.slides == "tumor_073"
+    assert set(table.slides) == {"tumor_073", "tumor_004"} and set(table.labels[is_073]) == {0, 1}
+    train(table.subset(is_073), None, tmp_path / "m.keras",
+          TrainConfig(backbone="small-cnn", weights="none", epochs=25, batch_size=16, patch_mpp=0.243))
+    model, meta = load_model(tmp_path / "m.keras")
+    left_out = np.stack([imread(p)[..., :3] for p in table.paths[~is_073]])
+    scores = predict_patches(model, meta, left_out)
+    assert (scores < meta["threshold"]).mean() >= 6 / 7, scores
+    trained_on = np.stack([imread(p)[..., :3] for p in table.paths[is_073]])
+    assert roc_auc(table.labels[is_073], predict_patches(model, meta, trained_on)) > 0.9
