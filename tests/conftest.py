@@ -121,3 +121,31 @@ def pytest_unconfigure(config):
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_EXIT["status"])
+
+
+@pytest.fixture(scope="session")
+def synthetic_model(tmp_path_factory):
+    """A small-cnn trained on patches of one synthetic slide, and another slide to predict.
+
+    Patches are 64 px at 1 µm/px from 0.5 µm/px slides, so a heatmap cell is
+    128 level-0 px. Returns (model path, test slide path).
+    """
+    from napari_lymphmet import open_slide
+    from napari_lymphmet.dataset import read_patch_table
+    from napari_lymphmet.model import TrainConfig, train
+    from napari_lymphmet.patches import PatchSpec, export_patches, plan_for_slide
+    from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
+
+    root = tmp_path_factory.mktemp("inference")
+    train_slide = root / "train_node.tif"
+    write_synthetic_slide(train_slide, SynthSpec(width=8192, height=8192, seed=41, lesions=3, mpp=0.5))
+    with open_slide(train_slide) as slide:
+        plan = plan_for_slide(slide, PatchSpec(size=64, mpp=1.0, stride=40, max_per_class=200, seed=1),
+                              annotations=train_slide.with_suffix(".xml"))
+        export_patches([(slide, plan)], root / "patches")
+    model = root / "synthetic.keras"
+    train(read_patch_table([root / "patches"]), None, model,
+          TrainConfig(backbone="small-cnn", weights="none", epochs=6, input_size=64, batch_size=32))
+    test_slide = root / "test_node.tif"
+    write_synthetic_slide(test_slide, SynthSpec(width=8192, height=6144, seed=42, lesions=3, mpp=0.5))
+    return model, test_slide

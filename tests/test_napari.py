@@ -319,3 +319,32 @@ def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(ma
     assert widget.result.cancelled and widget.result.epochs_run < 50
     model, meta = load_model(tmp_path / "cancelled.keras")
     assert meta["cancelled"] is True and model.input_shape == (None, 128, 128, 3)
+
+
+def test_detect_widget_one_click_heatmap_and_detections(make_napari_viewer, synthetic_model, tmp_path,
+                                                        monkeypatch):
+    from napari_lymphmet._widgets.detect import DetectWidget
+
+    monkeypatch.setenv("NAPARI_LYMPHMET_CACHE", str(tmp_path))
+    model_path, slide_path = synthetic_model
+    viewer = make_napari_viewer(show=True)
+    (image,) = viewer.open(str(slide_path), plugin="napari-lymphmet")
+    widget = DetectWidget(viewer)
+    widget.model_file.value = model_path
+    heat = widget.run()
+    assert heat.name == "Tumor probability" and tuple(heat.contrast_limits) == (0, 1)
+    D = heat.metadata["downsample"]
+    assert D == 128
+    # Cell (r, c) lies over level-0 [c·D, (c+1)·D): its centre in world µm.
+    np.testing.assert_allclose(heat.data_to_world((2, 3)), image.data_to_world((2 * D + 63.5, 3 * D + 63.5)))
+    assert tuple(heat.scale) == pytest.approx((0.5 * D, 0.5 * D))
+    points = widget.points_layer
+    assert points is not None and len(points.data) == len(widget.detections) > 0
+    assert list(points.features["confidence"]) == sorted(points.features["confidence"], reverse=True)
+    widget.found.value = [0]  # selecting a detection centres the view on it
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    np.testing.assert_allclose(camera.center[-2:], points.data_to_world(points.data[0])[-2:], atol=1e-3)
+    image.visible = False
+    shot = viewer.screenshot(canvas_only=True)
+    assert shot[..., :3].std() > 10  # the heatmap is drawn
+    assert DetectWidget._last_model() == str(model_path)  # remembered for next time

@@ -249,6 +249,63 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
+def _predict(args: argparse.Namespace) -> dict[str, Any]:
+    from contextlib import ExitStack
+
+    from .inference import model_id, predict_slide, slide_score, write_outputs
+    from .masks import load_mask
+    from .model import load_model
+    from .patches import companion
+    from .slide import open_slide
+    from .tissue import tissue_mask
+
+    if len(args.slides) > 1 and args.mask is not None and not Path(args.mask).is_dir():
+        raise InputError(f"{args.mask}: with several slides, --mask must be a folder of masks named after them")
+    model, metadata = load_model(args.model)
+    key = model_id(args.model)
+    out_root = Path(args.output)
+    if not out_root.parent.is_dir():
+        raise InputError(f"{out_root}: output folder {out_root.parent} does not exist")
+    client = None
+    results = []
+    with ExitStack() as stack:
+        if args.scheduler:
+            from .distributed import connect
+
+            client = stack.enter_context(connect(args.scheduler, n_workers=args.workers))
+        for path in args.slides:
+            slide = stack.enter_context(open_slide(path))
+            out = out_root / slide.slide_id if len(args.slides) > 1 else out_root
+            out.mkdir(parents=True, exist_ok=True)
+            mask_path = companion(path, args.mask, (".png", ".tif", ".tiff", "_mask.png", "_tissue.png"))
+            if mask_path is not None:
+                saved = load_mask(mask_path)
+                mask, mask_ds = saved.mask, saved.downsample
+            else:
+                found = tissue_mask(slide)
+                mask, mask_ds = found.mask, found.downsample
+            meter = _Progress(f"predict {slide.slide_id}", quiet=args.quiet)
+            options = dict(tissue_mask=mask, tissue_downsample=mask_ds, stride=args.stride,
+                           batch_size=args.batch_size)
+            if client is not None:
+                from .distributed import predict_distributed
+
+                result = predict_distributed(client, slide, args.model, metadata, progress=meter, **options)
+            else:
+                result = predict_slide(slide, model, metadata, progress=meter, model_key=key,
+                                       checkpoint=out / ".heatmap.partial.npz", **options)
+            paths = write_outputs(out, slide, result, model_name=Path(args.model).name,
+                                  threshold=args.threshold if args.threshold is not None
+                                  else float(metadata.get("threshold", 0.5)), method=args.detect)
+            results.append({"slide": slide.path, "grid": [result.grid.rows, result.grid.cols],
+                            "downsample": result.grid.downsample, "patches": result.total,
+                            "predicted": result.predicted, "resumed": result.resumed,
+                            "seconds": round(result.seconds, 2),
+                            "patches_per_second": round(result.patches_per_second, 1),
+                            "slide_score": round(slide_score(result.heatmap), 6), **paths})
+    return {"model": str(args.model), "slides": results}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lymphmet",
@@ -346,6 +403,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("data", nargs="+", metavar="DIR")
     p.set_defaults(func=_score)
+
+    p = sub.add_parser("predict", parents=[common], help="tumor heatmap, detections and slide score")
+    p.add_argument("slides", nargs="+", metavar="SLIDE")
+    p.add_argument("--model", required=True, help="a .keras model from lymphmet train")
+    p.add_argument("-o", "--output", required=True, help="output folder (one subfolder per slide when several)")
+    p.add_argument("--mask", help="a saved tissue mask, or a folder of them named after the slides")
+    p.add_argument("--stride", type=int, default=None, help="grid step in patch px (default: the patch size)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threshold", type=float, default=None, help="detection threshold (default: the model's)")
+    p.add_argument("--detect", choices=("components", "peaks"), default="components")
+    p.add_argument("--scheduler", default=None, help="tcp://host:8786 of a dask cluster, or local")
+    p.add_argument("--workers", type=int, default=2, help="worker processes for --scheduler local")
+    p.set_defaults(func=_predict)
 
     ann = sub.add_parser("annotations", parents=[common], help="convert or rasterize tumor annotations")
     ann_sub = ann.add_subparsers(dest="action", required=True, metavar="ACTION")

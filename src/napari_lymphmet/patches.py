@@ -44,7 +44,7 @@ from .errors import InputError
 from .slide import Slide
 
 __all__ = ["CSV_COLUMNS", "ExportResult", "PatchPlan", "PatchSpec", "companion", "export_patches",
-           "iter_export", "plan_for_slide", "plan_patches", "read_patch"]
+           "iter_export", "plan_for_slide", "plan_patches", "read_patch", "read_row_boxes"]
 
 NORMAL = "normal"
 UNCERTAIN = "uncertain"
@@ -332,31 +332,39 @@ def read_patch(slide: Slide, plan: PatchPlan, i: int) -> np.ndarray:
     return _read_run(slide, plan, [i])[0]
 
 
-def _read_run(slide: Slide, plan: PatchPlan, run: Sequence[int]) -> list[np.ndarray]:
-    """Read patches lying in one grid row with one region read, so tiles decode once."""
-    ds = plan.read_downsample
-    side = plan.box / ds  # patch side in read-level px
-    n = int(round(side))
-    x0 = int(round(plan.x[run[0]] / ds))
-    y0 = int(round(plan.y[run[0]] / ds))
-    x1 = int(round(plan.x[run[-1]] / ds)) + n
-    region = slide.read_level_region(plan.read_level, (x0, y0), (x1 - x0, n))
+def read_row_boxes(slide: Slide, level: int, xs: Sequence[float], y: float, box: float,
+                   size: int) -> list[np.ndarray]:
+    """Square level-0 boxes on one row, read with one region read, as ``(size, size, 3) uint8``.
+
+    Reading the span once decodes each slide tile once, however many boxes
+    share it. Boxes are read at ``level`` and resized to ``size`` only when
+    that level does not give exactly ``size`` px (integer factors by box
+    averaging, others by Lanczos). Parts outside the slide are white.
+    """
+    ds = slide.level_downsamples[level]
+    n = int(round(box / ds))  # box side in read-level px
+    starts = [int(round(x / ds)) for x in xs]
+    y0 = int(round(y / ds))
+    region = slide.read_level_region(level, (starts[0], y0), (starts[-1] - starts[0] + n, n))
     out = []
-    for i in run:
-        px = int(round(plan.x[i] / ds)) - x0
-        patch = region[:, px:px + n]
-        if n != plan.size:
+    for start in starts:
+        patch = region[:, start - starts[0]:start - starts[0] + n]
+        if n != size:
             from PIL import Image
 
             image = Image.fromarray(np.ascontiguousarray(patch))
-            factor = n / plan.size
+            factor = n / size
             if abs(factor - round(factor)) < 1e-9:
                 image = image.reduce(int(round(factor)))
             else:
-                image = image.resize((plan.size, plan.size), Image.Resampling.LANCZOS)
+                image = image.resize((size, size), Image.Resampling.LANCZOS)
             patch = np.asarray(image)
         out.append(np.ascontiguousarray(patch))
     return out
+
+
+def _read_run(slide: Slide, plan: PatchPlan, run: Sequence[int]) -> list[np.ndarray]:
+    return read_row_boxes(slide, plan.read_level, plan.x[run], plan.y[run[0]], plan.box, plan.size)
 
 
 def _runs(plan: PatchPlan, max_len: int = 16) -> list[list[int]]:

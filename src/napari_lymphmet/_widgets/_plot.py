@@ -35,7 +35,8 @@ def line_plot(series: dict[str, list[float]], *, height: int = 160, width: int =
         for (r0, c0), (r1, c1) in zip(points, points[1:] or points):
             rr, cc, val = line_aa(r0, c0, r1, c1)
             ok = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
-            image[rr[ok], cc[ok]] = (image[rr[ok], cc[ok]] * (1 - val[ok, None]) + colour * val[ok, None]).astype(np.uint8)
+            blend = image[rr[ok], cc[ok]] * (1 - val[ok, None]) + colour * val[ok, None]
+            image[rr[ok], cc[ok]] = blend.astype(np.uint8)
         for r, c in points:
             image[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2] = colour
     return image

@@ -1,0 +1,141 @@
+"""Whole-slide inference: heatmap quality, geometry, resume, distributed, CLI outputs."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from napari_lymphmet import open_slide
+from napari_lymphmet.annotations import rasterize, read_asap_xml
+from napari_lymphmet.inference import grid_for, predict_slide, read_heatmap
+from napari_lymphmet.metrics import roc_auc
+from napari_lymphmet.model import load_model
+from napari_lymphmet.tissue import tissue_mask
+
+from .conftest import run_main
+
+
+def _predict(slide_path, model_path, **options):
+    model, meta = load_model(model_path)
+    with open_slide(slide_path) as slide:
+        mask = tissue_mask(slide)
+        return predict_slide(slide, model, meta, tissue_mask=mask.mask, tissue_downsample=mask.downsample,
+                             **options)
+
+
+def test_heatmap_separates_true_tumor_cells_and_top_detection_is_in_a_lesion(synthetic_model):
+    from napari_lymphmet.inference import detect
+
+    model_path, slide_path = synthetic_model
+    result = _predict(slide_path, model_path)
+    D = result.grid.downsample
+    assert D == 128 and result.complete and result.total > 500
+    lesions = read_asap_xml(slide_path.with_suffix(".xml"))
+    tumor = rasterize(lesions, result.heatmap.shape, downsample=D)  # cell centre in tumor
+    from scipy import ndimage
+
+    near_tumor = ndimage.binary_dilation(tumor, iterations=2)
+    predicted = result.heatmap > 0  # cells on tissue
+    normal = predicted & ~near_tumor
+    labels = np.concatenate([np.ones(tumor[predicted].sum()), np.zeros(normal.sum())])
+    scores = np.concatenate([result.heatmap[tumor & predicted], result.heatmap[normal]])
+    assert tumor.sum() > 20
+    assert roc_auc(labels, scores) >= 0.98
+    confidence, x, y = detect(result.heatmap, D)[0]
+    assert rasterize(lesions, (1, 1), downsample=1.0).shape == (1, 1)
+    assert any(rasterize([a], (int(y) + 1, int(x) + 1))[int(y), int(x)] for a in lesions)
+
+
+@pytest.fixture(scope="module")
+def square_slide(tmp_path_factory):
+    """Normal node tissue everywhere, except one square of tumor texture at a known place."""
+    from napari_lymphmet.synthetic import LAYOUT_STEP, NORMAL, TUMOR, SynthSpec, make_layout
+    from napari_lymphmet.tiffwrite import write_pyramid_tiff
+
+    spec = SynthSpec(width=4096, height=3072, seed=7, lesions=0, mpp=0.5, artefacts=())
+    layout = make_layout(spec)
+    layout.classes[:] = NORMAL
+    x0, y0, side = 2560, 1024, 768  # level-0 px
+    s = LAYOUT_STEP
+    layout.classes[y0 // s:(y0 + side) // s, x0 // s:(x0 + side) // s] = TUMOR
+    path = tmp_path_factory.mktemp("square") / "square.tif"
+    write_pyramid_tiff(path, layout.render, spec.width, spec.height, mpp=spec.mpp)
+    return path, (x0 + side / 2, y0 + side / 2)
+
+
+def test_heatmap_peak_lies_on_the_painted_square(synthetic_model, square_slide):
+    from scipy import ndimage
+
+    model_path, _ = synthetic_model
+    path, (cx, cy) = square_slide
+    result = _predict(path, model_path)
+    D = result.grid.downsample
+    smooth = ndimage.uniform_filter(result.heatmap, 3)
+    r, c = np.unravel_index(np.argmax(smooth), smooth.shape)
+    # Cell (r, c) covers [c·D, (c+1)·D): its centre is (c + 0.5)·D.
+    assert abs((c + 0.5) * D - cx) <= D and abs((r + 0.5) * D - cy) <= D
+    assert result.heatmap[int(cy // D), int(cx // D)] > 0.5
+
+
+def test_interrupted_run_resumes_and_ends_identical(synthetic_model, tmp_path):
+    model_path, slide_path = synthetic_model
+    whole = _predict(slide_path, model_path, batch_size=32)
+    checkpoint = tmp_path / ".partial.npz"
+    cancel = threading.Event()
+    first = _predict(slide_path, model_path, batch_size=32, checkpoint=checkpoint, model_key="m",
+                     progress=lambda done, total: done >= 200 and cancel.set(), cancel=cancel)
+    assert not first.complete and checkpoint.exists() and 0 < first.predicted < first.total
+    second = _predict(slide_path, model_path, batch_size=32, checkpoint=checkpoint, model_key="m")
+    assert second.complete and second.resumed == first.predicted
+    assert second.predicted == second.total - first.predicted < second.total
+    np.testing.assert_allclose(second.heatmap, whole.heatmap, atol=1e-6)
+    assert not checkpoint.exists()
+    # A checkpoint of another model is ignored, not mixed in.
+    _predict(slide_path, model_path, batch_size=32, checkpoint=checkpoint, model_key="m",
+             progress=lambda done, total: cancel.set(), cancel=cancel)
+    fresh = _predict(slide_path, model_path, batch_size=32, checkpoint=checkpoint, model_key="other")
+    assert fresh.resumed == 0 and fresh.predicted == fresh.total
+
+
+@pytest.mark.slow
+def test_local_cluster_gives_the_in_process_heatmap(synthetic_model, tmp_path, capsys):
+    model_path, slide_path = synthetic_model
+    code, local, err = run_main(capsys, "-q", "predict", str(slide_path), "--model", str(model_path),
+                                "-o", str(tmp_path / "here"))
+    assert code == 0, err
+    code, cluster, err = run_main(capsys, "-q", "predict", str(slide_path), "--model", str(model_path),
+                                  "-o", str(tmp_path / "cluster"), "--scheduler", "local", "--workers", "2")
+    assert code == 0, err
+    a, _ = read_heatmap(tmp_path / "here" / "heatmap.tif")
+    b, _ = read_heatmap(tmp_path / "cluster" / "heatmap.tif")
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert cluster["slides"][0]["patches"] == local["slides"][0]["patches"]
+
+
+def test_cli_predict_writes_the_outputs(synthetic_model, tmp_path, capsys):
+    from skimage.io import imread
+
+    model_path, slide_path = synthetic_model
+    code, summary, err = run_main(capsys, "predict", str(slide_path), "--model", str(model_path),
+                                  "-o", str(tmp_path / "out"), "--batch-size", "48")
+    assert code == 0, err
+    (s,) = summary["slides"]
+    heatmap, info = read_heatmap(s["heatmap"])
+    assert heatmap.dtype == np.float32 and list(heatmap.shape) == s["grid"] == info["shape"]
+    assert info["downsample"] == s["downsample"] == 128 and info["mpp"] == 0.5
+    assert info["model"] == "synthetic.keras"
+    assert json.loads((tmp_path / "out" / "heatmap.json").read_text())["downsample"] == 128
+    assert heatmap.min() == 0 and heatmap.max() <= 1
+    with open_slide(slide_path) as slide:
+        assert grid_for(slide, load_model(model_path)[1]).rows == heatmap.shape[0]
+    overlay = imread(s["overlay"])
+    assert overlay.ndim == 3 and overlay.std() > 10
+    rows = [line.split(",") for line in (tmp_path / "out" / "detections.csv").read_text().splitlines()]
+    assert rows and all(len(r) == 3 for r in rows)
+    conf = [float(r[0]) for r in rows]
+    assert conf == sorted(conf, reverse=True) and s["n_detections"] == len(rows)
+    assert 0 <= s["slide_score"] <= 1 and s["patches_per_second"] > 0
+    assert not list((tmp_path / "out").glob(".*partial*"))
