@@ -137,15 +137,16 @@ def synthetic_model(tmp_path_factory):
     from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
 
     root = tmp_path_factory.mktemp("inference")
-    train_slide = root / "train_node.tif"
-    write_synthetic_slide(train_slide, SynthSpec(width=8192, height=8192, seed=41, lesions=3, mpp=0.5))
-    with open_slide(train_slide) as slide:
-        plan = plan_for_slide(slide, PatchSpec(size=64, mpp=1.0, stride=40, max_per_class=200, seed=1),
-                              annotations=train_slide.with_suffix(".xml"))
-        export_patches([(slide, plan)], root / "patches")
+    for seed in (41, 43):  # two stains, so the model cannot lean on one
+        train_slide = root / f"train_node_{seed}.tif"
+        write_synthetic_slide(train_slide, SynthSpec(width=6144, height=6144, seed=seed, lesions=3, mpp=0.5))
+        with open_slide(train_slide) as slide:
+            plan = plan_for_slide(slide, PatchSpec(size=64, mpp=1.0, stride=40, max_per_class=150, seed=1),
+                                  annotations=train_slide.with_suffix(".xml"))
+            export_patches([(slide, plan)], root / "patches")
     model = root / "synthetic.keras"
     train(read_patch_table([root / "patches"]), None, model,
-          TrainConfig(backbone="small-cnn", weights="none", epochs=6, input_size=64, batch_size=32))
+          TrainConfig(backbone="small-cnn", weights="none", epochs=10, input_size=64, batch_size=32))
     test_slide = root / "test_node.tif"
     write_synthetic_slide(test_slide, SynthSpec(width=8192, height=6144, seed=42, lesions=3, mpp=0.5))
     return model, test_slide

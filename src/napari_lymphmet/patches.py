@@ -508,10 +508,22 @@ def export_patches(
 
 
 def _write_csv(out: Path, plans: Sequence[tuple[Slide, PatchPlan]], suffix: str) -> dict[str, int]:
+    """Rows for every planned patch on disk, after the kept rows of other slides.
+
+    Exporting slides one call at a time into one folder therefore builds up
+    a single ``patches.csv``; a slide exported again replaces its own rows.
+    """
     counts = {TUMOR: 0, NORMAL: 0}
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    current = {plan.slide_id for _, plan in plans}
+    existing = out / "patches.csv"
+    if existing.exists():
+        with existing.open() as f:
+            for row in csv.DictReader(f):
+                if row.get("slide_id") not in current and (out / row.get("file", "")).exists():
+                    writer.writerow([row.get(c, "") for c in CSV_COLUMNS])
     for _, plan in plans:
         for i in range(len(plan)):
             name = plan.filename(i, suffix)
