@@ -306,6 +306,21 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     return {"model": str(args.model), "slides": results}
 
 
+def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from skimage.io import imsave
+
+    from ._io import atomic_path
+    from .evaluation import evaluate, froc_plot
+
+    summary, fps, sens = evaluate(args.detections, args.truth, slides_dir=args.slides, scores_file=args.scores,
+                                  mpp=args.mpp)
+    png = Path(args.output) if args.output else Path(args.detections) / "froc.png"
+    with atomic_path(png) as tmp:
+        imsave(tmp, froc_plot(fps, sens), check_contrast=False)
+    summary["froc_png"] = str(png)
+    return summary
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lymphmet",
@@ -416,6 +431,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="tcp://host:8786 of a dask cluster, or local")
     p.add_argument("--workers", type=int, default=2, help="worker processes for --scheduler local")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("evaluate", parents=[common], help="CAMELYON16 lesion FROC and slide AUC")
+    p.add_argument("--detections", required=True, help="folder of <id>/detections.csv (predict's output) or <id>.csv")
+    p.add_argument("--truth", required=True, help="folder of <id>.xml; a slide without one is normal")
+    p.add_argument("--slides", help="folder of the slides, for dimensions and mpp")
+    p.add_argument("--scores", help="slide scores: CSV slide,score or predict's JSON summary "
+                                    "(default: from each heatmap.tif)")
+    p.add_argument("--mpp", type=float, default=None, help="override the slides' µm/px (default theirs, else 0.243)")
+    p.add_argument("-o", "--output", help="FROC plot (default DETECTIONS/froc.png)")
+    p.set_defaults(func=_evaluate)
 
     ann = sub.add_parser("annotations", parents=[common], help="convert or rasterize tumor annotations")
     ann_sub = ann.add_subparsers(dest="action", required=True, metavar="ACTION")

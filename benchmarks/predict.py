@@ -1,0 +1,101 @@
+"""Whole-slide inference throughput and memory (issue 8).
+
+In one process: ``predict_slide`` on a large synthetic slide, against
+``model.predict``-style inference (``predict_patches``, the same call the
+pipeline makes) on the same number of in-memory patches. Their ratio is the
+pipeline efficiency: 1.0 means reading costs nothing because it overlaps
+compute. Peak RSS is measured in child processes for two slide sizes, to
+show it stays flat.
+
+    python benchmarks/predict.py [--sizes 16384 49152]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _slide(size: int) -> Path:
+    from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
+
+    path = Path(tempfile.gettempdir()) / f"lymphmet-bench-{size}.tif"
+    if not path.exists():
+        print(f"writing {path} (once) ...", file=sys.stderr)
+        write_synthetic_slide(path, SynthSpec(width=size, height=size, seed=0))
+    return path
+
+
+def _model() -> Path:
+    """A small-cnn taking 128 px patches at 0.5 µm/px (weights random: speed only)."""
+    from napari_lymphmet.model import build_model, save_model
+
+    path = Path(tempfile.gettempdir()) / "lymphmet-bench-small-cnn.keras"
+    if not path.exists():
+        save_model(build_model("small-cnn", input_size=128, weights="none"), path,
+                   {"backbone": "small-cnn", "input_size": 128, "patch_size": 128, "patch_mpp": 0.5,
+                    "input_space": "hed", "threshold": 0.5, "classes": ["normal", "tumor"]})
+    return path
+
+
+def run_one(size: int, limit: int | None) -> dict:
+    from napari_lymphmet import open_slide
+    from napari_lymphmet.inference import grid_for, predict_slide
+    from napari_lymphmet.model import load_model, predict_patches
+    from napari_lymphmet.tissue import tissue_mask
+
+    model, meta = load_model(_model())
+    with open_slide(_slide(size)) as slide:
+        mask = tissue_mask(slide)
+        tissue = mask.mask
+        if limit:  # keep the first `limit` tissue cells' rows only
+            grid = grid_for(slide, meta)
+            rows = int(np.ceil(limit / max(1, grid.cols))) * 4
+            cut = int(rows * grid.downsample / mask.downsample)
+            tissue = tissue.copy()
+            tissue[cut:] = False
+        predict_patches(model, meta, np.zeros((64, 128, 128, 3), np.uint8))  # warm up
+        start = time.perf_counter()
+        result = predict_slide(slide, model, meta, tissue_mask=tissue, tissue_downsample=mask.downsample,
+                               batch_size=64)
+        t_pipeline = time.perf_counter() - start
+    n = result.predicted
+    batch = np.random.default_rng(0).integers(0, 255, (64, 128, 128, 3), dtype=np.uint8)
+    start = time.perf_counter()
+    for _ in range(int(np.ceil(n / 64))):
+        predict_patches(model, meta, batch)
+    t_model = time.perf_counter() - start
+    return {"size": size, "patches": n, "pipeline_pps": n / t_pipeline, "model_pps": n / t_model}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[16384, 49152])
+    parser.add_argument("--limit", type=int, default=3000, help="patches per slide (0: all)")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_one(args.child, args.limit or None)))
+        return
+    _model()
+    for size in args.sizes:
+        _slide(size)
+        out = subprocess.run(["/usr/bin/time", "-v", sys.executable, __file__, "--child", str(size),
+                              "--limit", str(args.limit)], capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1)) / 2**20
+        print(f"{size}² slide, {r['patches']} patches: predict {r['pipeline_pps']:.1f} patches/s, "
+              f"model on in-memory batches {r['model_pps']:.1f} patches/s → efficiency "
+              f"{r['pipeline_pps'] / r['model_pps']:.2f} (target ≥ 0.9); peak RSS {rss:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
