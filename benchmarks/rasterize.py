@@ -9,9 +9,9 @@ with scikit-image's ``draw.polygon`` filling the same polygons one by one.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
+from _timing import best_of
 from skimage.draw import polygon as sk_polygon
 
 from napari_lymphmet.annotations import Annotation, rasterize
@@ -27,14 +27,6 @@ def lesions(n: int = 200, vertices: int = 500, seed: int = 0) -> list[Annotation
         out.append(Annotation(np.column_stack([cx + r * np.cos(t), cy + r * np.sin(t)])))
     return out
 
-
-def best_of(fn, runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from magicgui.widgets import Container
+
 from ..slide import Slide, open_slide
 
-__all__ = ["is_slide_layer", "slide_layers", "slide_of"]
+__all__ = ["PluginWidget", "is_slide_layer", "slide_layers", "slide_of"]
+
+
+class PluginWidget(Container):
+    """A widget with a ``status`` line that also raises napari notifications."""
+
+    status: Any
+
+    def _report(self, text: str, *, warning: bool = False) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        self.status.value = text
+        (show_warning if warning else show_info)(text)
 
 
 def is_slide_layer(layer: Any) -> bool:

@@ -6,17 +6,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, RadioButtons
+from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, RadioButtons
 
 from ..annotations import EXCLUSION, TUMOR, read_annotations, summarize, write_annotations
 from ..errors import InputError
 from .._layers import CLASS_COLOURS, annotation_layer_data, annotations_from_shapes, slide_scale
-from ._common import slide_layers, slide_of
+from ._common import PluginWidget, slide_layers, slide_of
 
 __all__ = ["AnnotationsWidget"]
 
 
-class AnnotationsWidget(Container):
+class AnnotationsWidget(PluginWidget):
     """Create a tumor Shapes layer to draw in; load ASAP XML / GeoJSON; save a layer back."""
 
     def __init__(self, viewer: Any) -> None:
@@ -52,11 +52,6 @@ class AnnotationsWidget(Container):
         self.slide_box.reset_choices()
         self.shapes_box.reset_choices()
 
-    def _report(self, text: str, *, warning: bool = False) -> None:
-        from napari.utils.notifications import show_info, show_warning
-
-        self.status.value = text
-        (show_warning if warning else show_info)(text)
 
     def _slide_layer(self) -> Any:
         layer = self.slide_box.value

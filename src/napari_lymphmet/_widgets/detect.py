@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Select
+from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, Select
 
 from ..errors import InputError
 from .._layers import mask_geometry
-from ._common import slide_layers, slide_of
+from ._common import PluginWidget, slide_layers, slide_of
 from .tissue import find_mask_layer
 
 __all__ = ["DetectWidget"]
@@ -26,7 +26,7 @@ def _settings_path() -> Path:
     return cache_dir() / "settings.json"
 
 
-class DetectWidget(Container):
+class DetectWidget(PluginWidget):
     """Predict the chosen slide with a model; the heatmap fills in as batches finish."""
 
     def __init__(self, viewer: Any) -> None:
@@ -76,11 +76,6 @@ class DetectWidget(Container):
         except (OSError, ValueError):
             pass  # a preference is not worth an error
 
-    def _report(self, text: str, *, warning: bool = False) -> None:
-        from napari.utils.notifications import show_info, show_warning
-
-        self.status.value = text
-        (show_warning if warning else show_info)(text)
 
     def run(self, *, block: bool = True) -> Any:
         """Predict; ``block=False`` runs in a worker, updating the heatmap layer per batch."""

@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import (
-    CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox,
+    CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox,
 )
 
 from ..annotations import TUMOR
 from ..errors import InputError
 from ..patches import PatchPlan, PatchSpec, iter_export, plan_patches
 from .._layers import annotations_from_shapes, slide_scale
-from ._common import slide_layers, slide_of
+from ._common import PluginWidget, slide_layers, slide_of
 from .tissue import find_mask_layer
 
 __all__ = ["PatchesWidget"]
@@ -24,7 +24,7 @@ LABEL_COLOURS = {TUMOR: "#ff3030", "normal": "#30c030"}
 _NO_LAYER = "(none: all normal)"
 
 
-class PatchesWidget(Container):
+class PatchesWidget(PluginWidget):
     """Plan labelled patches on the chosen slide, show them, and export them with progress and cancel."""
 
     def __init__(self, viewer: Any) -> None:
@@ -68,11 +68,6 @@ class PatchesWidget(Container):
         return [(_NO_LAYER, None)] + [(layer.name, layer) for layer in self._viewer.layers
                                       if getattr(layer, "_type_string", "") == "shapes"]
 
-    def _report(self, text: str, *, warning: bool = False) -> None:
-        from napari.utils.notifications import show_info, show_warning
-
-        self.status.value = text
-        (show_warning if warning else show_info)(text)
 
     @property
     def spec(self) -> PatchSpec:

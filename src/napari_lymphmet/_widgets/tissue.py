@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 from magicgui.widgets import (
-    CheckBox, ComboBox, Container, FileEdit, FloatSlider, FloatSpinBox, Label, PushButton, Slider,
+    CheckBox, ComboBox, FileEdit, FloatSlider, FloatSpinBox, Label, PushButton, Slider,
 )
 
 from ..errors import InputError
 from ..masks import load_mask, save_mask
 from ..tissue import TissueChannels, TissueParams, TissueWarning, detect_tissue, params_dict, tissue_channels
 from .._layers import mask_geometry
-from ._common import slide_layers, slide_of
+from ._common import PluginWidget, slide_layers, slide_of
 
 __all__ = ["TissueMaskWidget", "find_mask_layer"]
 
@@ -33,7 +33,7 @@ def find_mask_layer(viewer: Any, slide_path: str, kind: str = MASK_KIND) -> Any 
     return None
 
 
-class TissueMaskWidget(Container):
+class TissueMaskWidget(PluginWidget):
     """Detect tissue on a slide layer, tune it live, correct it with the brush, save or load it."""
 
     def __init__(self, viewer: Any) -> None:
@@ -78,11 +78,6 @@ class TissueMaskWidget(Container):
     def _slide_choices(self, _widget=None) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in slide_layers(self._viewer)]
 
-    def _report(self, text: str, *, warning: bool = False) -> None:
-        from napari.utils.notifications import show_info, show_warning
-
-        self.status.value = text
-        (show_warning if warning else show_info)(text)
 
     @property
     def params(self) -> TissueParams:

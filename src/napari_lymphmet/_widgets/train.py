@@ -6,15 +6,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Image, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FileEdit, Image, Label, LineEdit, PushButton, SpinBox
 
 from ..errors import InputError
+from ._common import PluginWidget
 from ._plot import line_plot
 
 __all__ = ["TrainWidget"]
 
 
-class TrainWidget(Container):
+class TrainWidget(PluginWidget):
     """Choose patch folders and a backbone, train in a worker thread, watch loss and AUC per epoch."""
 
     def __init__(self, viewer: Any) -> None:
@@ -43,11 +44,6 @@ class TrainWidget(Container):
         self.train_button.changed.connect(lambda: self.start(block=False))
         self.cancel_button.changed.connect(self.cancel)
 
-    def _report(self, text: str, *, warning: bool = False) -> None:
-        from napari.utils.notifications import show_info, show_warning
-
-        self.status.value = text
-        (show_warning if warning else show_info)(text)
 
     def _on_epoch(self, state: dict) -> None:
         for key in ("loss", "val_auc"):
