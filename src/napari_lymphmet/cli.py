@@ -321,6 +321,19 @@ def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _demo(args: argparse.Namespace) -> dict[str, Any]:
+    from .demo import open_in_napari, run_demo
+
+    def log(text: str) -> None:
+        if not args.quiet:
+            print(f"demo: {text}", file=sys.stderr, flush=True)
+
+    summary = run_demo(args.output, size=args.size, epochs=args.epochs, seed=args.seed, log=log)
+    if args.open:
+        open_in_napari(summary)
+    return summary
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lymphmet",
@@ -441,6 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mpp", type=float, default=None, help="override the slides' µm/px (default theirs, else 0.243)")
     p.add_argument("-o", "--output", help="FROC plot (default DETECTIONS/froc.png)")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("demo", parents=[common], help="the whole pipeline on built-in synthetic slides")
+    p.add_argument("-o", "--output", default="lymphmet-demo", help="output folder (default lymphmet-demo)")
+    p.add_argument("--size", type=int, default=12288, help="slide side in px at 0.5 µm/px (default 12288)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--open", action="store_true", help="then open the test slide and results in napari")
+    p.set_defaults(func=_demo)
 
     ann = sub.add_parser("annotations", parents=[common], help="convert or rasterize tumor annotations")
     ann_sub = ann.add_subparsers(dest="action", required=True, metavar="ACTION")

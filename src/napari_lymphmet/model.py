@@ -207,6 +207,9 @@ def _augment(image, seed_pair, hed_sigma: float):
     image = tf.image.rot90(image, k)
     if hed_sigma > 0:
         od = -tf.math.log((image + 1.0) / 256.0)
+        # Scanners differ per colour channel, labs per stain: jitter both.
+        od = od * tf.random.stateless_uniform([1, 1, 3], tf.random.experimental.stateless_split(seeds[3], 1)[0],
+                                              1 - hed_sigma / 2, 1 + hed_sigma / 2)
         hed = tf.reshape(od, [-1, 3]) @ _HED_FROM_RGB
         alpha = tf.random.stateless_uniform([1, 3], seeds[3], 1 - hed_sigma, 1 + hed_sigma)
         beta = tf.random.stateless_uniform([1, 3], seeds[4], -hed_sigma / 10, hed_sigma / 10)
