@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (once) and run any lymphmet command, e.g.
+# Set up (once) and run the main job, or any lymphmet command:
+#   ./run.sh                      the whole pipeline on synthetic slides (lymphmet demo -o lymphmet-demo)
 #   ./run.sh info ../shared/data/slides/CMU-1-Small-Region.svs
 #   ./run.sh napari ../shared/data/slides/CMU-1-Small-Region.svs   (opens the viewer)
 set -euo pipefail
@@ -12,5 +13,8 @@ fi
 if [ "${1:-}" = "napari" ]; then
   shift
   exec .venv/bin/napari --plugin napari-lymphmet "$@"
+fi
+if [ "$#" -eq 0 ]; then
+  set -- demo -o lymphmet-demo
 fi
 exec .venv/bin/lymphmet "$@"
