@@ -132,10 +132,7 @@ def build_model(backbone: str = "efficientnetb0", *, input_size: int | None = No
         x = layers.LayerNormalization(axis=[1, 2], center=False, scale=False, name="patch_standardise")(inputs)
         for i, filters in enumerate((32, 48, 64, 96, 128)):
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
-            # Group norm, not batch norm: it computes the same thing in training
-            # and at inference, where batch norm's moving statistics lag far
-            # behind on the few hundred steps small data sets give.
-            x = layers.GroupNormalization(groups=8, name=f"gn{i}")(x)
+            x = layers.BatchNormalization(name=f"bn{i}")(x)
             x = layers.ReLU()(x)
             x = layers.MaxPooling2D()(x)
         x = layers.GlobalAveragePooling2D()(x)
@@ -439,6 +436,8 @@ def train(
             best_model = keras.saving.load_model(checkpoint, compile=False)
         else:  # cancelled before an epoch ended: keep what there is
             best_model = model
+        if config.backbone == "small-cnn":
+            _recalibrate_batchnorm(best_model, train_table, metadata)
         if has_val:
             scores = best_model.predict(val_ds, verbose=0).ravel()
             threshold = best_threshold(val_table.labels, scores)
@@ -454,6 +453,38 @@ def train(
     finally:
         checkpoint.unlink(missing_ok=True)
     return TrainResult(output, metadata, history, epochs_run, time.monotonic() - start, cancelled)
+
+
+def _recalibrate_batchnorm(model, table: PatchTable, metadata: dict, *, limit: int = 2048,
+                           batch_size: int = 64) -> None:
+    """Set every BatchNorm layer's moving statistics to the exact statistics of its input.
+
+    Training sees augmented patches, and few hundred steps leave the moving
+    averages far from the un-augmented data met at inference, which skews
+    every probability. So, layer by layer in order, the mean and variance of
+    each BatchNorm's input over (up to ``limit``) plain training patches
+    replace its moving statistics ("precise BN").
+    """
+    import keras
+
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not bns:
+        return
+    if len(table) > limit:
+        table = table.subset(np.random.default_rng(0).choice(len(table), limit, replace=False))
+    batches = [x for x, _ in make_dataset(table, metadata, batch_size=batch_size, training=False)]
+    for bn in bns:
+        probe = keras.Model(model.inputs, bn.input)
+        total, total_sq, count = 0.0, 0.0, 0
+        for x in batches:
+            values = np.asarray(probe(x, training=False), np.float64)
+            values = values.reshape(-1, values.shape[-1])
+            total = total + values.sum(axis=0)
+            total_sq = total_sq + (values**2).sum(axis=0)
+            count += len(values)
+        mean = total / count
+        bn.moving_mean.assign(mean.astype(np.float32))
+        bn.moving_variance.assign(np.maximum(total_sq / count - mean**2, 0).astype(np.float32))
 
 
 def _set_trainable(backbone, unfreeze: bool, fraction: float) -> None:
