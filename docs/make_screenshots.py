@@ -1,11 +1,16 @@
-"""Regenerate the user guide's screenshots from the real plugin (run under xvfb-run).
+"""Take the user guide's screenshots from the real plugin, under Xvfb.
 
-    python docs/make_screenshots.py DEMO_DIR      # DEMO_DIR from `lymphmet demo -o DEMO_DIR`
+    xvfb-run -a -s "-screen 0 1400x1000x24" python docs/make_screenshots.py DEMO_DIR [OUT_DIR]
+
+``DEMO_DIR`` is the output of ``lymphmet demo``; ``OUT_DIR`` defaults to
+``docs/images``. One screenshot per widget in use: tissue-mask tuning,
+annotations, the patch grid preview, training with its curves, and the
+heatmap with detections. The test suite runs this on a small demo, so the
+pictures cannot go stale unnoticed.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -13,36 +18,77 @@ from pathlib import Path
 os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
 import tensorflow  # noqa: E402,F401  (loaded before Qt/GL: see the README's known issue)
 
+SHOTS = ("tissue-mask.png", "annotations.png", "patch-grid.png", "training.png", "detect-metastases.png")
 
-def main() -> None:
+
+def main(demo: Path, out: Path) -> list[Path]:
     import napari
     from skimage.io import imsave
 
+    from napari_lymphmet._widgets.annotations import AnnotationsWidget
     from napari_lymphmet._widgets.detect import DetectWidget
+    from napari_lymphmet._widgets.patches import PatchesWidget
     from napari_lymphmet._widgets.tissue import TissueMaskWidget
+    from napari_lymphmet._widgets.train import TrainWidget
 
-    demo = Path(sys.argv[1])
-    out = Path(__file__).parent / "images"
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     slide = demo / "slides" / "test.tif"
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1400, 900)
     viewer.open(str(slide), plugin="napari-lymphmet")
-    viewer.open(str(slide.with_suffix(".xml")), plugin="napari-lymphmet")
+    written = []
+
+    def shot(name: str, dock=None) -> None:
+        imsave(out / name, viewer.screenshot(canvas_only=False), check_contrast=False)
+        written.append(out / name)
+        if dock is not None:
+            viewer.window.remove_dock_widget(dock)
+
     tissue = TissueMaskWidget(viewer)
-    viewer.window.add_dock_widget(tissue, name="Tissue mask")
+    dock = viewer.window.add_dock_widget(tissue, name="Tissue mask")
     tissue.detect()
-    imsave(out / "tissue-mask.png", viewer.screenshot(canvas_only=False), check_contrast=False)
-    viewer.layers.remove(tissue.layer)
+    tissue.auto.value = False
+    tissue.saturation.value = 0.12
+    shot("tissue-mask.png", dock)
+
+    annotations = AnnotationsWidget(viewer)
+    dock = viewer.window.add_dock_widget(annotations, name="Annotations")
+    shapes = annotations.load(slide.with_suffix(".xml"))
+    annotations.shapes_box.value = shapes
+    shot("annotations.png", dock)
+
+    patches = PatchesWidget(viewer)
+    dock = viewer.window.add_dock_widget(patches, name="Patches")
+    patches.tumor_box.value = shapes
+    patches.mpp.value = 1.0
+    patches.size.value = patches.stride.value = 64
+    patches.preview()
+    shot("patch-grid.png", dock)
+    viewer.layers.remove(f"{patches._plan.slide_id} patches")
+
+    train = TrainWidget(viewer)
+    dock = viewer.window.add_dock_widget(train, name="Train")
+    train.data.value = demo / "patches"
+    train.epochs.value = 3
+    train.batch.value = 64
+    train.output.value = out / ".screenshot-model.keras"
+    train.start()
+    (out / ".screenshot-model.keras").unlink(missing_ok=True)
+    shot("training.png", dock)
+
     detect = DetectWidget(viewer)
     viewer.window.add_dock_widget(detect, name="Detect metastases")
     detect.model_file.value = demo / "model.keras"
     detect.run()
-    imsave(out / "detect-metastases.png", viewer.screenshot(canvas_only=False), check_contrast=False)
-    overlay = json.loads((demo / "predictions" / "test" / "heatmap.json").read_text())
-    print("screenshots written to", out, "heatmap", overlay["shape"])
+    shot("detect-metastases.png")
     viewer.close()
+    return written
 
 
 if __name__ == "__main__":
-    main()
+    demo_dir = Path(sys.argv[1])
+    out_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).parent / "images"
+    for path in main(demo_dir, out_dir):
+        print(path)
+    sys.stdout.flush()
+    os._exit(0)  # TensorFlow's and Mesa's destructors clash at exit

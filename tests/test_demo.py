@@ -7,11 +7,26 @@ import pytest
 from .conftest import run_main
 
 
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    import contextlib
+    import io
+    import json
+
+    from napari_lymphmet.cli import main
+
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["demo", "-o", str(out), "--size", "6144", "--epochs", "4"])
+    assert code == 0, stderr.getvalue()[-3000:]
+    return out, json.loads(stdout.getvalue().strip().splitlines()[-1]), stderr.getvalue()
+
+
 @pytest.mark.slow
-def test_demo_runs_the_whole_pipeline_and_reports(tmp_path, capsys):
-    code, summary, err = run_main(capsys, "demo", "-o", str(tmp_path / "demo"), "--size", "6144",
-                                  "--epochs", "4")
-    assert code == 0, err[-3000:]
+def test_demo_runs_the_whole_pipeline_and_reports(demo_run):
+    out, summary, err = demo_run
+    tmp_path = out.parent
     for key in ("heatmap_auc", "froc", "slide_auc", "sensitivity_at", "heatmap", "overlay", "froc_png",
                 "report", "model"):
         assert key in summary
@@ -19,3 +34,46 @@ def test_demo_runs_the_whole_pipeline_and_reports(tmp_path, capsys):
     report = (tmp_path / "demo" / "report.html").read_text()
     assert report.count("data:image/png;base64,") == 2 and "FROC" in report
     assert "1/6 synthetic slides" in err and "6/6 CAMELYON16 evaluation" in err
+
+
+@pytest.mark.slow
+@pytest.mark.gui
+def test_screenshot_script_shows_every_widget_in_use(demo_run, tmp_path):
+    """docs/make_screenshots.py on a fresh demo: one non-blank picture per widget."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from skimage.io import imread
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "make_screenshots.py"
+    out, _, _ = demo_run
+    result = subprocess.run([sys.executable, str(script), str(out), str(tmp_path)], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    names = ("tissue-mask.png", "annotations.png", "patch-grid.png", "training.png", "detect-metastases.png")
+    for name in names:
+        image = imread(tmp_path / name)
+        assert image.shape[0] > 500 and image[..., :3].std() > 20, name
+        committed = script.parent / "images" / name
+        assert committed.exists() and imread(committed)[..., :3].std() > 20, committed
+
+
+def test_report_opens_in_headless_chromium(demo_run, tmp_path):
+    import shutil
+    import subprocess
+
+    import numpy as np
+    from skimage.io import imread
+
+    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no Chromium on this machine")
+    out, _, _ = demo_run
+    png = tmp_path / "report.png"
+    subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", f"--screenshot={png}",
+                    "--window-size=1100,2600", (out / "report.html").as_uri()], capture_output=True, timeout=120)
+    shot = imread(png)
+    # The overlay and FROC images are drawn: plenty of non-white, coloured pixels.
+    assert (shot[..., :3].std(axis=2) > 30).mean() > 0.05

@@ -66,13 +66,24 @@ def square_slide(tmp_path_factory):
     return path, (x0 + side / 2, y0 + side / 2)
 
 
-def test_heatmap_peak_lies_on_the_painted_square(synthetic_model, square_slide):
+def test_heatmap_peak_lies_on_the_painted_square(synthetic_model, square_slide, tmp_path):
+    from napari.layers import Image
     from scipy import ndimage
+
+    from napari_lymphmet._layers import mask_geometry, slide_layer_data
+    from napari_lymphmet.inference import write_outputs
 
     model_path, _ = synthetic_model
     path, (cx, cy) = square_slide
     result = _predict(path, model_path)
-    D = result.grid.downsample
+    with open_slide(path) as slide:
+        write_outputs(tmp_path, slide, result, model_name="m")
+        scale, translate = mask_geometry(slide, result.grid.downsample)
+        data, kwargs, _ = slide_layer_data(slide)
+        slide_layer = Image(data, **kwargs)
+    heatmap, info = read_heatmap(tmp_path / "heatmap.tif")  # the file's geometry, not the array's
+    np.testing.assert_array_equal(heatmap, result.heatmap)
+    D = info["downsample"]
     # The square is a plateau of ~1; its peak is the plateau's probability-weighted centre.
     labels, _ = ndimage.label(result.heatmap > 0.5)
     biggest = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
@@ -80,6 +91,12 @@ def test_heatmap_peak_lies_on_the_painted_square(synthetic_model, square_slide):
     # Cell (r, c) covers [c·D, (c+1)·D): its centre is (c + 0.5)·D.
     assert abs((c + 0.5) * D - cx) <= D and abs((r + 0.5) * D - cy) <= D, ((c + 0.5) * D, (r + 0.5) * D)
     assert result.heatmap[int(cy // D), int(cx // D)] > 0.5
+    # The same in napari world coordinates: the heatmap layer's peak against
+    # the slide layer's square centre (level-0 pixel index = position - 0.5).
+    heat_layer = Image(heatmap, scale=scale, translate=translate)
+    peak_world = np.asarray(heat_layer.data_to_world((r, c)))
+    centre_world = np.asarray(slide_layer.data_to_world((cy - 0.5, cx - 0.5)))
+    assert np.all(np.abs(peak_world - centre_world) <= np.asarray(scale)), (peak_world, centre_world)
 
 
 def test_interrupted_run_resumes_and_ends_identical(synthetic_model, tmp_path):

@@ -164,3 +164,14 @@ def test_real_camelyon_patches_left_out_slide_is_called_normal(tmp_path):
     assert (scores < meta["threshold"]).mean() >= 6 / 7, scores
     trained_on = np.stack([imread(p)[..., :3] for p in table.paths[is_073]])
     assert roc_auc(table.labels[is_073], predict_patches(model, meta, trained_on)) > 0.9
+
+
+@pytest.mark.parametrize("backbone", ["efficientnetb0", "mobilenetv3small", "small-cnn"])
+def test_every_backbone_builds_and_predicts_without_pretrained_weights(backbone):
+    from napari_lymphmet.model import build_model, predict_patches
+
+    model = build_model(backbone, input_size=64, weights="none")
+    assert model.output_shape == (None, 1)
+    meta = {"input_size": 64, "input_space": "hed" if backbone == "small-cnn" else "rgb"}
+    scores = predict_patches(model, meta, np.full((2, 80, 80, 3), 200, np.uint8))  # resized to 64
+    assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
