@@ -97,7 +97,7 @@ class AnnotationsWidget(PluginWidget):
         except InputError as exc:
             self._report(str(exc), warning=True)
             return None
-        data, kwargs, kind = annotation_layer_data(anns, slide_of(image), name=Path(path).stem,
+        data, kwargs, kind = annotation_layer_data(anns, slide_of(image), name=f"{Path(path).stem} annotations",
                                                    source=str(path))
         layer = getattr(self._viewer, f"add_{kind}")(data, **kwargs)
         counts = summarize(anns, None)["polygons"]

@@ -36,8 +36,10 @@ class TrainWidget(PluginWidget):
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.plot = Image(value=line_plot({}))
+        self.plot.min_height, self.plot.min_width = 160, 320
         self.legend = Label(value="loss (orange) · validation AUC (blue)")
         self.status = Label(value="")
+        self.status.min_width = 320
         super().__init__(widgets=[self.data, self.val, self.backbone, self.weights, self.epochs, self.batch,
                                   self.output, self.train_button, self.cancel_button, self.plot, self.legend,
                                   self.status])
