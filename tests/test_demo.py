@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import run_main
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,6 @@ def test_screenshot_script_shows_every_widget_in_use(demo_run, tmp_path):
     import sys
     from pathlib import Path
 
-    import numpy as np
     from skimage.io import imread
 
     script = Path(__file__).resolve().parents[1] / "docs" / "make_screenshots.py"
@@ -64,7 +62,6 @@ def test_report_opens_in_headless_chromium(demo_run, tmp_path):
     import shutil
     import subprocess
 
-    import numpy as np
     from skimage.io import imread
 
     browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
