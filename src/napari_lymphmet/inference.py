@@ -22,7 +22,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +35,8 @@ from .errors import InputError
 from .patches import _box_fraction, _integral, read_row_boxes
 from .slide import Slide
 
-__all__ = ["HeatmapGrid", "PredictResult", "detect", "grid_for", "iter_predict", "predict_slide", "slide_score",
-           "write_outputs"]
+__all__ = ["HeatmapGrid", "PredictResult", "batches_of", "detect", "grid_for", "iter_predict", "model_id",
+           "predict_slide", "read_heatmap", "slide_score", "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,8 @@ def _tissue_cells(grid: HeatmapGrid, mask: np.ndarray, mask_downsample: float, m
     return np.column_stack([rr[keep], cc[keep]])
 
 
-def _batches(cells: np.ndarray, batch_size: int) -> list[np.ndarray]:
+def batches_of(cells: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Consecutive runs of at most ``batch_size`` cells, in row-major order."""
     return [cells[i:i + batch_size] for i in range(0, len(cells), batch_size)]
 
 
@@ -113,7 +114,7 @@ class _Checkpoint:
     def __init__(self, path: Path, key: dict) -> None:
         self.path, self.key = path, key
 
-    def load(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    def load(self) -> tuple[np.ndarray, np.ndarray] | None:
         if not self.path.exists():
             return None
         try:
@@ -185,13 +186,13 @@ def iter_predict(
         key = {"model": model_key, "slide": Path(slide.path).name, "grid": [grid.rows, grid.cols],
                "downsample": grid.downsample, "cells": int(len(cells))}
         store = _Checkpoint(Path(checkpoint), key)
-        previous = store.load((grid.rows, grid.cols))
+        previous = store.load()
         if previous is not None:
             heatmap, done = previous
             resumed = int(done[cells[:, 0], cells[:, 1]].sum()) if len(cells) else 0
     todo = cells[~done[cells[:, 0], cells[:, 1]]] if len(cells) else cells
     predict = predict_fn or (lambda batch: predict_patches(model, metadata, batch))
-    batches = _batches(todo, batch_size)
+    batches = batches_of(todo, batch_size)
     readers = readers or max(1, min(4, (os.cpu_count() or 2)))
     ahead: queue.Queue = queue.Queue(maxsize=readers + 1)
     stop = threading.Event()
@@ -249,7 +250,10 @@ def iter_predict(
                 pass
         complete = finished and resumed + predicted == len(cells)
         if store is not None:
-            store.remove() if complete else store.save(heatmap, done)
+            if complete:
+                store.remove()
+            else:
+                store.save(heatmap, done)
         if summary is not None:
             summary.update(heatmap=heatmap, grid=grid, predicted=predicted, resumed=resumed, total=len(cells),
                            seconds=time.monotonic() - start, complete=complete)
@@ -392,7 +396,3 @@ def read_heatmap(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
         info = json.loads(tif.pages[0].description)
     return data, info
 
-
-def batches_of(cells: np.ndarray, batch_size: int) -> Sequence[np.ndarray]:
-    """Public form of the batching used above (for distributed runs)."""
-    return _batches(cells, batch_size)

@@ -44,7 +44,7 @@ from .errors import InputError
 from .slide import Slide
 
 __all__ = ["CSV_COLUMNS", "ExportResult", "PatchPlan", "PatchSpec", "companion", "export_patches",
-           "iter_export", "plan_for_slide", "plan_patches", "read_patch", "read_row_boxes"]
+           "iter_export", "plan_for_slide", "plan_patches", "read_row_boxes"]
 
 NORMAL = "normal"
 UNCERTAIN = "uncertain"
@@ -325,11 +325,6 @@ def plan_for_slide(slide: Slide, spec: PatchSpec, *, annotations: str | os.PathL
     if anns:
         check_within(anns, slide.dimensions, source=str(annotations))
     return plan_patches(slide, spec, tissue_mask=tissue, tissue_downsample=downsample, annotations=anns)
-
-
-def read_patch(slide: Slide, plan: PatchPlan, i: int) -> np.ndarray:
-    """The ``(size, size, 3) uint8`` pixels of patch ``i``, as exported."""
-    return _read_run(slide, plan, [i])[0]
 
 
 def read_row_boxes(slide: Slide, level: int, xs: Sequence[float], y: float, box: float,

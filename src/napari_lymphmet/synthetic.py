@@ -241,7 +241,6 @@ class SyntheticSlide:
     spec: SynthSpec
     classes: np.ndarray  # (h, w) uint8 layout, one px per LAYOUT_STEP level-0 px
     artefacts: np.ndarray  # (h, w) uint8: 0, PEN, DUST or FOLD
-    tissue_outline: np.ndarray  # (N, 2) xy, level-0 px
     lesions: list[np.ndarray] = field(default_factory=list)  # (N, 2) xy each
     pen_colour: tuple[int, int, int] = _PEN_COLOURS["blue"]
     fold: tuple[float, float, float, float] | None = None  # cos, sin, offset, half-width (level-0 px)
@@ -365,7 +364,7 @@ def make_layout(spec: SynthSpec) -> SyntheticSlide:
                 max(8.0, min(60 / spec.mpp, 0.008 * min(W, H))))
         offset = (xx + 0.5) * LAYOUT_STEP * fold[0] + (yy + 0.5) * LAYOUT_STEP * fold[1] - fold[2]
         artefacts[tissue & (np.abs(offset) < fold[3] + 2 * LAYOUT_STEP)] = FOLD
-    return SyntheticSlide(spec, classes, artefacts, outline, lesions, tuple(pen_colour), fold)
+    return SyntheticSlide(spec, classes, artefacts, lesions, tuple(pen_colour), fold)
 
 
 def _bilinear_weights(start: int, n: int, first: int, size: int) -> np.ndarray:

@@ -13,7 +13,6 @@ resolution and nothing finer.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -332,8 +331,3 @@ def params_dict(params: TissueParams) -> dict[str, Any]:
     """The parameters as plain JSON values, for sidecars and summaries."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(params).items()}
 
-
-def mask_shape_for(slide: Slide, downsample: float) -> tuple[int, int]:
-    """``(H, W)`` of a mask covering ``slide`` at ``downsample``."""
-    w, h = slide.dimensions
-    return math.ceil(h / downsample), math.ceil(w / downsample)

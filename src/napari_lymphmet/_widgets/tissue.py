@@ -149,7 +149,6 @@ class TissueMaskWidget(PluginWidget):
                                    source=Path(self._slide_path).name)
         for w in caught:
             self._report(str(w.message), warning=True)
-        self._thresholds = result.thresholds
         return result.mask.astype(np.uint8)
 
     def _on_change(self, _value=None) -> None:
