@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
-import tensorflow  # noqa: E402,F401  (loaded before Qt/GL: see the README's known issue)
+import tensorflow  # noqa: F401  (loaded before Qt/GL: see the README's known issue)
 
 SHOTS = ("tissue-mask.png", "annotations.png", "patch-grid.png", "training.png", "detect-metastases.png")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 # than llvmpipe; the test session holds both, so set that up before Qt loads.
 os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow  # noqa: E402,F401  (see above)
+import tensorflow  # noqa: F401  (see above)
 
 import numpy as np
 import pytest

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import dask
+import dask.array as da
 import numpy as np
 import pytest
 
@@ -45,6 +46,21 @@ def test_direct_slices_equal_the_dask_graph(small_synthetic, index):
         assert direct.shape == via_graph.shape == level[index].shape
         np.testing.assert_array_equal(direct, via_graph)
         assert direct.flags.writeable
+
+
+def test_regions_behave_as_dask_arrays(small_synthetic):
+    with open_slide(small_synthetic) as slide:
+        level = slide.pyramid()[0]
+        region = level[100:400, 200:450]
+        expected = slide.read_level_region(0, (200, 100), (250, 300))
+        np.testing.assert_array_equal(np.asarray(region), expected)
+        assert float(region.mean().compute()) == pytest.approx(expected.mean())
+        np.testing.assert_array_equal((region[..., 1].astype(np.int16) - 1).compute(), expected[..., 1] - 1)
+        np.testing.assert_array_equal(da.stack([region, region]).compute()[1], expected)
+        region[:5, :5] = 0  # an in-place change wins over the slide's pixels
+        edited = region.compute()
+        assert not edited[:5, :5].any()
+        np.testing.assert_array_equal(edited[5:], expected[5:])
 
 
 def test_parallel_reads_are_consistent(small_synthetic):

@@ -243,7 +243,8 @@ def _slide_scores(scores_file: Path | None, names: Sequence[str], detections: di
                     scores[Path(row[0].strip()).stem] = float(row[1])
                 except ValueError:
                     if number != 1:  # a header row is fine
-                        raise InputError(f"{scores_file}:{number}: expected slide,score, got {','.join(row)!r}")
+                        raise InputError(f"{scores_file}:{number}: expected slide,score, "
+                                         f"got {','.join(row)!r}") from None
         return scores
     from .inference import read_heatmap, slide_score
 

@@ -100,7 +100,7 @@ class PatchSpec:
             raise ValueError("give mpp, or a level for slides without mpp")
         if not 0 <= self.min_tissue <= 1:
             raise ValueError(f"min_tissue must be in [0, 1], got {self.min_tissue}")
-        self.threshold  # validates label_rule
+        _ = self.threshold  # validates label_rule
         if not 1 <= self.center_size <= self.size:
             raise ValueError(f"center_size must be in [1, size], got {self.center_size}")
         if self.format not in ("png", "jpeg"):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import dask.array as da
 import numpy as np
+from dask.highlevelgraph import HighLevelGraph
 
 __all__ = ["LevelArray", "tile_array"]
 
@@ -69,6 +70,7 @@ def _plain_box(index, shape: tuple[int, ...]):
 
 
 _SMALL_REGION_PX = 4096 * 4096
+_WHOLE_BOX = (slice(None), slice(None))
 
 
 def _shape_of(index: tuple, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -80,12 +82,50 @@ def _read_indexed(read: RegionReader, y0: int, y1: int, x0: int, x1: int, rest: 
     return read(y0, y1, x0, x1)[rest]
 
 
+_META = {n: np.empty((0,) * n, np.uint8) for n in range(4)}
+
+
 class _Region(da.Array):
-    """A rectangle of a :class:`LevelArray`; ``compute()`` reads it directly."""
+    """A rectangle of a :class:`LevelArray`; ``compute()`` reads it directly.
+
+    Its one-task graph is only built when dask asks for it: a patch loop or
+    a viewer computes regions directly, and building a dask array the usual
+    way costs as much Python time as the rest of the read, time that
+    threads reading in parallel each have to wait for.
+    """
+
+    @classmethod
+    def _of_box(cls, name: str, read: RegionReader, box: tuple[int, int, int, int], rest: tuple,
+                shape: tuple[int, ...]) -> _Region:
+        self = object.__new__(cls)
+        self._lymphmet_graph = None
+        self._name = name
+        self._chunks = tuple((n,) for n in shape)
+        self._meta = _META[len(shape)]
+        self._lymphmet_source = (read, box, rest)
+        return self
+
+    @property
+    def dask(self):
+        graph = self._lymphmet_graph
+        if graph is None:
+            read, box, rest = self._lymphmet_source
+            key = (self.name,) + (0,) * self.ndim
+            graph = HighLevelGraph.from_collections(self.name, {key: (_read_indexed, read, *box, rest)},
+                                                    dependencies=())
+            self._lymphmet_graph = graph
+        return graph
+
+    @dask.setter
+    def dask(self, graph) -> None:
+        # Only in-place changes (``x[...] = v``) replace the graph; after
+        # one, reading the slide again would not give these pixels.
+        self._lymphmet_graph = graph
+        self._lymphmet_source = None
 
     def compute(self, **kwargs):
         scheduler = kwargs.pop("scheduler", None)
-        if kwargs or scheduler not in _LOCAL_SCHEDULERS:
+        if kwargs or scheduler not in _LOCAL_SCHEDULERS or self._lymphmet_source is None:
             return super().compute(scheduler=scheduler, **kwargs)
         read, (y0, y1, x0, x1), rest = self._lymphmet_source
         return _read_indexed(read, y0, y1, x0, x1, rest)
@@ -98,23 +138,23 @@ class LevelArray(da.Array):
         plain = _plain_box(index, self.shape)
         if plain is None:
             return super().__getitem__(index)
-        (y0, y1, x0, x1), rest = plain
+        box, rest = plain
+        y0, y1, x0, x1 = box
         read = self._lymphmet_read_region
         if (y1 - y0) * (x1 - x0) > _SMALL_REGION_PX:
             # Big selections keep dask's per-tile chunks, so that reductions
             # over them stay parallel and bounded in memory.
             out = super().__getitem__(index)
-        else:
-            # A patch or a screenful: one task, built without dask's slicing
-            # machinery, which costs more than the read itself.
-            shape = _shape_of(rest, (y1 - y0, x1 - x0, 3))
-            name = f"{self.name}-region-{y0}-{y1}-{x0}-{x1}-{rest!r}"
-            graph = {(name,) + (0,) * len(shape): (_read_indexed, read, y0, y1, x0, x1, rest)}
-            out = da.Array(graph, name, tuple((n,) for n in shape), dtype=np.uint8,
-                           meta=np.empty((0,) * len(shape), np.uint8))
-        out.__class__ = _Region
-        out._lymphmet_source = (read, (y0, y1, x0, x1), rest)
-        return out
+            graph = out.dask
+            out.__class__ = _Region
+            out._lymphmet_graph = graph
+            out._lymphmet_source = (read, box, rest)
+            return out
+        # A patch or a screenful: one task, built without dask's slicing
+        # machinery, which costs more than the read itself.
+        box_shape = (y1 - y0, x1 - x0, 3)
+        shape = box_shape if rest == _WHOLE_BOX else _shape_of(rest, box_shape)
+        return _Region._of_box(f"{self.name}-region-{y0}-{y1}-{x0}-{x1}-{rest!r}", read, box, rest, shape)
 
 
 def tile_array(

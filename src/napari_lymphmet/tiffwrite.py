@@ -188,7 +188,7 @@ def write_pyramid_tiff(
             for i, y in enumerate(range(0, height, tile)):
                 h = min(tile, height - y)
 
-                def render_tile(x: int) -> tuple[bytes, np.ndarray]:
+                def render_tile(x: int, y: int = y, h: int = h) -> tuple[bytes, np.ndarray]:
                     w = min(tile, width - x)
                     region = np.asarray(render(x, y, w, h), dtype=np.uint8)
                     if region.shape != (h, w, 3):
