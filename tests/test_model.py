@@ -175,3 +175,20 @@ def test_every_backbone_builds_and_predicts_without_pretrained_weights(backbone)
     meta = {"input_size": 64, "input_space": "hed" if backbone == "small-cnn" else "rgb"}
     scores = predict_patches(model, meta, np.full((2, 80, 80, 3), 200, np.uint8))  # resized to 64
     assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_test_time_augmentation_is_the_mean_over_the_eight_views():
+    from napari_lymphmet.model import build_model, predict_patches
+
+    model = build_model("small-cnn", input_size=32, weights="none")
+    meta = {"input_size": 32, "input_space": "hed"}
+    patches = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    views = [np.rot90(patches, k, axes=(1, 2))[:, :, ::-1] if flip else np.rot90(patches, k, axes=(1, 2))
+             for k in range(4) for flip in (False, True)]
+    expected = np.mean([predict_patches(model, meta, np.ascontiguousarray(v)) for v in views], axis=0)
+    averaged = predict_patches(model, meta, patches, tta=True)
+    np.testing.assert_allclose(averaged, expected, atol=1e-5)
+    # ...so a turned or mirrored patch scores the same.
+    np.testing.assert_allclose(predict_patches(model, meta, np.ascontiguousarray(patches[:, ::-1]), tta=True),
+                               averaged, atol=1e-5)
+    assert not np.allclose(predict_patches(model, meta, patches), averaged, atol=1e-5)

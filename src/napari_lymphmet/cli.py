@@ -245,7 +245,7 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
     from .model import load_model, score_table
 
     model, meta = load_model(args.model)
-    metrics = score_table(model, meta, read_patch_table(args.data))
+    metrics = score_table(model, meta, read_patch_table(args.data), tta=args.tta)
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
@@ -430,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", parents=[common], help="score a model on a labelled ImageFolder")
     p.add_argument("model")
     p.add_argument("data", nargs="+", metavar="DIR")
+    p.add_argument("--no-tta", dest="tta", action="store_false",
+                   help="score each patch once, not as the mean over its 8 rotations and mirrorings")
     p.set_defaults(func=_score)
 
     p = sub.add_parser("predict", parents=[common], help="tumor heatmap, detections and slide score")
