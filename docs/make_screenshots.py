@@ -25,17 +25,17 @@ def main(demo: Path, out: Path) -> list[Path]:
     import napari
     from skimage.io import imsave
 
-    from napari_lymphmet._widgets.annotations import AnnotationsWidget
-    from napari_lymphmet._widgets.detect import DetectWidget
-    from napari_lymphmet._widgets.patches import PatchesWidget
-    from napari_lymphmet._widgets.tissue import TissueMaskWidget
-    from napari_lymphmet._widgets.train import TrainWidget
+    from napari_lymphmet._widgets import PLUGIN
+
+    def open_widget(name: str):
+        """As *Plugins ▸ napari-lymphmet ▸ name* does: napari builds the widget and docks it."""
+        return viewer.window.add_plugin_dock_widget(PLUGIN, name)
 
     out.mkdir(parents=True, exist_ok=True)
     slide = demo / "slides" / "test.tif"
     viewer = napari.Viewer(show=True)
     viewer.window.resize(1400, 900)
-    viewer.open(str(slide), plugin="napari-lymphmet")
+    viewer.open(str(slide), plugin=PLUGIN)
     written = []
 
     def shot(name: str, dock=None) -> None:
@@ -44,30 +44,27 @@ def main(demo: Path, out: Path) -> list[Path]:
         if dock is not None:
             viewer.window.remove_dock_widget(dock)
 
-    tissue = TissueMaskWidget(viewer)
-    dock = viewer.window.add_dock_widget(tissue, name="Tissue mask")
+    dock, tissue = open_widget("Tissue mask")
     tissue.detect()
     tissue.auto.value = False
     tissue.saturation.value = 0.12
     shot("tissue-mask.png", dock)
 
-    annotations = AnnotationsWidget(viewer)
-    dock = viewer.window.add_dock_widget(annotations, name="Annotations")
+    dock, annotations = open_widget("Annotations")
     shapes = annotations.load(slide.with_suffix(".xml"))
     annotations.shapes_box.value = shapes
     shot("annotations.png", dock)
 
-    patches = PatchesWidget(viewer)
-    dock = viewer.window.add_dock_widget(patches, name="Patches")
+    dock, patches = open_widget("Patches")
     patches.tumor_box.value = shapes
     patches.mpp.value = 1.0
     patches.size.value = patches.stride.value = 64
     patches.preview()
     shot("patch-grid.png", dock)
-    viewer.layers.remove(f"{patches._plan.slide_id} patches")
+    for layer in [la for la in viewer.layers if la.metadata.get("kind") == "patch-grid"]:
+        viewer.layers.remove(layer)
 
-    train = TrainWidget(viewer)
-    dock = viewer.window.add_dock_widget(train, name="Train")
+    dock, train = open_widget("Train")
     train.data.value = demo / "patches"
     train.epochs.value = 3
     train.batch.value = 64
@@ -76,8 +73,7 @@ def main(demo: Path, out: Path) -> list[Path]:
     (out / ".screenshot-model.keras").unlink(missing_ok=True)
     shot("training.png", dock)
 
-    detect = DetectWidget(viewer)
-    viewer.window.add_dock_widget(detect, name="Detect metastases")
+    _, detect = open_widget("Detect metastases")
     detect.model_file.value = demo / "model.keras"
     detect.run()
     shot("detect-metastases.png")

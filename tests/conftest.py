@@ -28,6 +28,20 @@ def real_slide(name: str) -> Path:
     return path
 
 
+PLUGIN = "napari-lymphmet"
+
+
+def open_widget(viewer, display_name: str):
+    """Open a widget as *Plugins ▸ napari-lymphmet ▸ display_name* does, and return it.
+
+    ``add_plugin_dock_widget`` builds the class from the manifest and hands it
+    the viewer only through napari's own rules, so this fails where a user's
+    menu click would.
+    """
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, display_name)
+    return widget
+
+
 BAD_INPUTS = ["missing", "text", "truncated", "directory", "truncated-tail"]
 
 

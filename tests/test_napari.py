@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from napari.layers import Labels, Shapes
 
 import napari_lymphmet._reader as reader_module
 from napari_lymphmet import open_slide
 
-from .conftest import real_slide
+from .conftest import open_widget, real_slide
 
 pytestmark = pytest.mark.gui
 
@@ -95,7 +96,7 @@ def test_sample_data_opens_slide_and_aligned_tumor_shapes(make_napari_viewer, tm
     viewer.open_sample("napari-lymphmet", "synthetic_lymph_node")
     image, shapes = viewer.layers
     assert image.multiscale and image.rgb and len(image.data) >= 2
-    assert shapes._type_string == "shapes" and len(shapes.data) >= 1
+    assert isinstance(shapes, Shapes) and len(shapes.data) >= 1
     assert tuple(shapes.scale) == tuple(image.scale) == pytest.approx((0.5, 0.5))
     # Vertices are the XML's, (y, x) in level-0 px, so world coordinates agree.
     (xml,) = tmp_path.glob("*.xml")
@@ -125,21 +126,20 @@ def slide_with_xml(tmp_path):
 
 
 def test_open_xml_over_its_slide_then_draw_save_and_reread(make_napari_viewer, slide_with_xml, tmp_path):
-    from napari_lymphmet._widgets.annotations import AnnotationsWidget
     from napari_lymphmet.annotations import TUMOR, read_asap_xml
 
     slide_path, xml = slide_with_xml
     viewer = make_napari_viewer()
     (image,) = viewer.open(str(slide_path), plugin="napari-lymphmet")
     (shapes,) = viewer.open(str(xml), plugin="napari-lymphmet")
-    assert shapes._type_string == "shapes" and tuple(shapes.scale) == tuple(image.scale)
+    assert isinstance(shapes, Shapes) and tuple(shapes.scale) == tuple(image.scale)
     truth = read_asap_xml(xml)
     assert len(shapes.data) == len(truth) == 2
     for ann, verts in zip(truth, shapes.data):
         world = np.array([shapes.data_to_world(v) for v in verts])
         np.testing.assert_allclose(world, ann.exterior[:, ::-1] * 0.5, atol=1e-6)  # µm
 
-    widget = AnnotationsWidget(viewer)
+    widget = open_widget(viewer, "Annotations")
     widget.shapes_box.value = shapes
     square_um = np.array([[100.0, 100.0], [100.0, 300.0], [300.0, 300.0], [300.0, 100.0]])  # (y, x) µm
     shapes.add_polygons([square_um / 0.5])  # layer data: level-0 px
@@ -153,13 +153,12 @@ def test_open_xml_over_its_slide_then_draw_save_and_reread(make_napari_viewer, s
 
 
 def test_new_layer_draws_exclusions_and_saves_geojson(make_napari_viewer, slide_with_xml, tmp_path):
-    from napari_lymphmet._widgets.annotations import AnnotationsWidget
     from napari_lymphmet.annotations import EXCLUSION, TUMOR, read_geojson
 
     slide_path, _ = slide_with_xml
     viewer = make_napari_viewer()
     viewer.open(str(slide_path), plugin="napari-lymphmet")
-    widget = AnnotationsWidget(viewer)
+    widget = open_widget(viewer, "Annotations")
     layer = widget.new_layer()
     assert layer.mode == "add_polygon" and tuple(layer.scale) == (0.5, 0.5)
     layer.add_polygons([np.array([[10.0, 10], [10, 400], [400, 400]])])
@@ -190,22 +189,22 @@ def test_thousands_of_polygons_open_as_labels(make_napari_viewer, slide_with_xml
     write_asap_xml(xml, cells)
     viewer = make_napari_viewer()
     (layer,) = viewer.open(str(xml), plugin="napari-lymphmet")
-    assert layer._type_string == "labels"
+    assert isinstance(layer, Labels)
     ds = layer.metadata["downsample"]
     assert tuple(layer.scale) == pytest.approx((0.5 * ds, 0.5 * ds))
     assert layer.data.max() == 1 and 0 < layer.data.mean() < 0.2
 
 
 def test_tissue_widget_slider_brush_save_reload(make_napari_viewer, slide_with_xml, tmp_path):
-    from napari_lymphmet._widgets.tissue import TissueMaskWidget, find_mask_layer
+    from napari_lymphmet._widgets.tissue import find_mask_layer
 
     slide_path, _ = slide_with_xml
     viewer = make_napari_viewer()
     (image,) = viewer.open(str(slide_path), plugin="napari-lymphmet")
-    widget = TissueMaskWidget(viewer)
+    widget = open_widget(viewer, "Tissue mask")
     layer = widget.detect()
-    assert layer._type_string == "labels" and not layer.multiscale
-    assert find_mask_layer(viewer, str(slide_path)) is layer
+    assert isinstance(layer, Labels) and not layer.multiscale
+    assert find_mask_layer(viewer, str(slide_path)) == layer  # the widget holds napari's proxy of it
     # Lies exactly over the slide: mask px (r, c) centre = level-0 centre of its block.
     ds = layer.metadata["downsample"]
     assert ds == 16
@@ -236,7 +235,6 @@ def test_tissue_widget_slider_brush_save_reload(make_napari_viewer, slide_with_x
 
 def test_patches_widget_preview_counts_and_export_matches_cli(make_napari_viewer, slide_with_xml, tmp_path,
                                                               capsys, qtbot):
-    from napari_lymphmet._widgets.patches import PatchesWidget
     from napari_lymphmet.patches import PatchSpec, plan_for_slide
 
     from .conftest import run_main
@@ -245,7 +243,7 @@ def test_patches_widget_preview_counts_and_export_matches_cli(make_napari_viewer
     viewer = make_napari_viewer()
     viewer.open(str(slide_path), plugin="napari-lymphmet")
     (shapes,) = viewer.open(str(xml), plugin="napari-lymphmet")
-    widget = PatchesWidget(viewer)
+    widget = open_widget(viewer, "Patches")
     widget.tumor_box.value = shapes
     widget.size.value = widget.stride.value = 64
     points = widget.preview()
@@ -287,7 +285,6 @@ def test_patches_widget_preview_counts_and_export_matches_cli(make_napari_viewer
 def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(make_napari_viewer, tmp_path, qtbot):
     from PIL import Image
 
-    from napari_lymphmet._widgets.train import TrainWidget
     from napari_lymphmet.model import load_model
 
     rng = np.random.default_rng(0)
@@ -298,7 +295,7 @@ def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(ma
                 pixels = np.clip(rng.normal(mean, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(tmp_path / "data" / label / f"s{slide}_{i}_0.png")
     viewer = make_napari_viewer()
-    widget = TrainWidget(viewer)
+    widget = open_widget(viewer, "Train")
     widget.data.value = tmp_path / "data"
     widget.backbone.value = "small-cnn"
     widget.epochs.value = 1
@@ -329,7 +326,7 @@ def test_detect_widget_one_click_heatmap_and_detections(make_napari_viewer, synt
     model_path, slide_path = synthetic_model
     viewer = make_napari_viewer(show=True)
     (image,) = viewer.open(str(slide_path), plugin="napari-lymphmet")
-    widget = DetectWidget(viewer)
+    widget = open_widget(viewer, "Detect metastases")
     widget.model_file.value = model_path
     heat = widget.run()
     assert heat.name == "Tumor probability" and tuple(heat.contrast_limits) == (0, 1)

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -186,34 +187,32 @@ test slide with three metastases and a tumor-free slide. Everything here was com
     return path
 
 
+def show_in_viewer(viewer: Any, summary: dict) -> dict[str, Any]:
+    """Lay the demo's test slide and results out in ``viewer`` the way a user would.
+
+    The slide and its XML open through the plugin's readers, the tissue mask
+    through the *Tissue mask* widget and the heatmap and detections through
+    *Detect metastases*, both opened from the plugin menu's path. Returns the
+    two widgets by display name.
+    """
+    from ._widgets import PLUGIN
+
+    slide_path = Path(summary["slides"]["test"])
+    viewer.open(str(slide_path), plugin=PLUGIN)
+    viewer.open(str(slide_path.with_suffix(".xml")), plugin=PLUGIN)
+    _, tissue = viewer.window.add_plugin_dock_widget(PLUGIN, "Tissue mask")
+    tissue.load(summary["masks"]["test"])
+    _, detect = viewer.window.add_plugin_dock_widget(PLUGIN, "Detect metastases")
+    detect.model_file.value = summary["model"]
+    detect.results_dir.value = Path(summary["heatmap"]).parent
+    detect.load_results(Path(summary["heatmap"]).parent)
+    return {"Tissue mask": tissue, "Detect metastases": detect}
+
+
 def open_in_napari(summary: dict) -> None:
     """Show the test slide with its mask, annotations, heatmap and detections, and run napari."""
     import napari
 
-    from ._layers import mask_geometry, shapes_layer_data, slide_layer_data, slide_scale
-    from .annotations import read_asap_xml
-    from .inference import read_heatmap
-    from .masks import load_mask
-    from .slide import open_slide
-
-    slide = open_slide(summary["slides"]["test"])
     viewer = napari.Viewer(title="napari-lymphmet demo")
-    data, kwargs, _ = slide_layer_data(slide)
-    viewer.add_image(data, **kwargs)
-    mask = load_mask(summary["masks"]["test"])
-    scale, translate = mask_geometry(slide, mask.downsample)
-    viewer.add_labels(mask.mask.astype(np.uint8), name="tissue", scale=scale, translate=translate, opacity=0.3,
-                      metadata={"kind": "tissue", "slide": slide.path, "downsample": mask.downsample})
-    xml = Path(summary["slides"]["test"]).with_suffix(".xml")
-    shapes, kwargs, _ = shapes_layer_data(read_asap_xml(xml), slide, name="tumor (truth)", source=str(xml))
-    viewer.add_shapes(shapes, **kwargs)
-    heatmap, info = read_heatmap(summary["heatmap"])
-    scale, translate = mask_geometry(slide, info["downsample"])
-    viewer.add_image(heatmap, name="Tumor probability", colormap="turbo", opacity=0.5, contrast_limits=(0, 1),
-                     scale=scale, translate=translate)
-    rows = [line.split(",") for line in Path(summary["detections"]).read_text().splitlines() if line]
-    points = np.array([[float(y) - 0.5, float(x) - 0.5] for _, x, y in rows]).reshape(-1, 2)
-    viewer.add_points(points, name="Detections", scale=slide_scale(slide), size=max(slide.dimensions) / 60,
-                      face_color="transparent", border_color="yellow",
-                      features={"confidence": [float(c) for c, _, _ in rows]})
+    show_in_viewer(viewer, summary)
     napari.run()

@@ -1,1 +1,3 @@
 """napari widgets: thin magicgui shells over the core, one module each."""
+
+PLUGIN = "napari-lymphmet"  # the npe2 manifest's name: napari's menu opens widgets by it

@@ -25,9 +25,10 @@ class PluginWidget(Container):
 
 def is_slide_layer(layer: Any) -> bool:
     """An Image layer opened by this plugin's reader (it knows its file)."""
+    from napari.layers import Image
+
     meta = getattr(layer, "metadata", None)
-    return getattr(layer, "_type_string", "") == "image" and isinstance(meta, dict) \
-        and "path" in meta and "vendor" in meta
+    return isinstance(layer, Image) and isinstance(meta, dict) and "path" in meta and "vendor" in meta
 
 
 def slide_layers(viewer: Any) -> list[Any]:

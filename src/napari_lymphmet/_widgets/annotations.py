@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, RadioButtons
 
@@ -15,12 +15,15 @@ from ._common import PluginWidget, slide_layers, slide_of
 
 __all__ = ["AnnotationsWidget"]
 
+if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
+    from napari.viewer import Viewer
+
 
 class AnnotationsWidget(PluginWidget):
     """Create a tumor Shapes layer to draw in; load ASAP XML / GeoJSON; save a layer back."""
 
-    def __init__(self, viewer: Any) -> None:
-        self._viewer = viewer
+    def __init__(self, napari_viewer: Viewer) -> None:
+        self._viewer = napari_viewer
         self.slide_box = ComboBox(label="slide", choices=self._slide_choices)
         self.new_button = PushButton(text="New tumor layer")
         self.draw_as = RadioButtons(label="draw as", choices=[TUMOR, EXCLUSION], value=TUMOR,
@@ -37,7 +40,7 @@ class AnnotationsWidget(PluginWidget):
         self.load_button.changed.connect(lambda: self.load(self.open_file.value))
         self.save_button.changed.connect(lambda: self.save(self.save_file.value))
         self.draw_as.changed.connect(self._set_draw_label)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(self._refresh)
 
     # -- choices -------------------------------------------------------------
@@ -45,8 +48,10 @@ class AnnotationsWidget(PluginWidget):
         return [(layer.name, layer) for layer in slide_layers(self._viewer)]
 
     def _shapes_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        from napari.layers import Shapes
+
         return [(layer.name, layer) for layer in self._viewer.layers
-                if getattr(layer, "_type_string", "") == "shapes"]
+                if isinstance(layer, Shapes)]
 
     def _refresh(self, _event=None) -> None:
         self.slide_box.reset_choices()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, Select
@@ -16,6 +16,9 @@ from ._common import PluginWidget, slide_layers, slide_of
 from .tissue import find_mask_layer
 
 __all__ = ["DetectWidget"]
+
+if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
+    from napari.viewer import Viewer
 
 _NO_MASK = "(detect tissue)"
 
@@ -29,8 +32,8 @@ def _settings_path() -> Path:
 class DetectWidget(PluginWidget):
     """Predict the chosen slide with a model; the heatmap fills in as batches finish."""
 
-    def __init__(self, viewer: Any) -> None:
-        self._viewer = viewer
+    def __init__(self, napari_viewer: Viewer) -> None:
+        self._viewer = napari_viewer
         self._cancel = threading.Event()
         self._worker: Any = None
         self.heatmap_layer: Any = None
@@ -41,23 +44,28 @@ class DetectWidget(PluginWidget):
         self.mask_box = ComboBox(label="tissue mask", choices=self._mask_choices)
         self.run_button = PushButton(text="Detect metastases")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.results_dir = FileEdit(label="results folder", mode="d")
+        self.load_button = PushButton(text="Load results")
         self.found = Select(label="detections", choices=[])
         self.status = Label(value="")
         super().__init__(widgets=[self.slide_box, self.model_file, self.mask_box, self.run_button,
-                                  self.cancel_button, self.found, self.status])
+                                  self.cancel_button, self.results_dir, self.load_button, self.found,
+                                  self.status])
         self.run_button.changed.connect(lambda: self.run(block=False))
         self.cancel_button.changed.connect(self.cancel)
+        self.load_button.changed.connect(lambda: self.load_results(self.results_dir.value))
         self.found.changed.connect(self._go_to_selected)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(lambda _e=None: (self.slide_box.reset_choices(), self.mask_box.reset_choices()))
 
     def _slide_choices(self, _widget=None) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in slide_layers(self._viewer)]
 
     def _mask_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        from napari.layers import Labels
+
         return [(_NO_MASK, None)] + [(layer.name, layer) for layer in self._viewer.layers
-                                     if getattr(layer, "_type_string", "") == "labels"
-                                     and layer.metadata.get("kind") == "tissue"]
+                                     if isinstance(layer, Labels) and layer.metadata.get("kind") == "tissue"]
 
     @staticmethod
     def _last_model() -> str:
@@ -126,18 +134,13 @@ class DetectWidget(PluginWidget):
                     bar.close()
 
         def show(heatmap: np.ndarray) -> None:
-            grid = summary.get("grid")
-            if self.heatmap_layer is None or self.heatmap_layer not in self._viewer.layers:
+            if "grid" in summary:
+                downsample = summary["grid"].downsample
+            else:
                 from ..inference import grid_for
 
-                grid = grid or grid_for(slide, metadata)
-                scale, translate = mask_geometry(slide, grid.downsample)
-                self.heatmap_layer = self._viewer.add_image(
-                    heatmap.copy(), name="Tumor probability", colormap="turbo", opacity=0.5,
-                    contrast_limits=(0, 1), scale=scale, translate=translate, blending="translucent",
-                    metadata={"kind": "heatmap", "slide": slide.path, "downsample": grid.downsample})
-            else:
-                self.heatmap_layer.data = heatmap.copy()
+                downsample = grid_for(slide, metadata).downsample
+            self._show_heatmap(slide, heatmap, downsample)
 
         def finished() -> None:
             from ..inference import detect, slide_score
@@ -150,6 +153,7 @@ class DetectWidget(PluginWidget):
             self.detections = detect(summary["heatmap"], grid.downsample,
                                      threshold=float(metadata.get("threshold", 0.5)))
             self._add_points(slide, self.detections)
+            slide.close()
             state = "done" if summary["complete"] else "cancelled; partial heatmap kept"
             self._report(f"{state}: {summary['predicted'] + summary['resumed']}/{summary['total']} patches, "
                          f"slide score {slide_score(summary['heatmap']):.3f}, {len(self.detections)} detections")
@@ -164,10 +168,47 @@ class DetectWidget(PluginWidget):
         self._worker = create_worker(work)
         self._worker.yielded.connect(show)
         self._worker.finished.connect(finished)
-        self._worker.errored.connect(lambda exc: self._report(f"detection failed: {exc}", warning=True))
+        self._worker.errored.connect(lambda exc: (slide.close(),
+                                                  self._report(f"detection failed: {exc}", warning=True)))
         self.run_button.enabled, self.cancel_button.enabled = False, True
         self._worker.start()
         return self._worker
+
+    def _show_heatmap(self, slide, heatmap: np.ndarray, downsample: float) -> None:
+        """Draw (or refresh in place) the heatmap layer, each cell exactly over its patch."""
+        if self.heatmap_layer is None or self.heatmap_layer not in self._viewer.layers:
+            scale, translate = mask_geometry(slide, downsample)
+            self.heatmap_layer = self._viewer.add_image(
+                heatmap.copy(), name="Tumor probability", colormap="turbo", opacity=0.5,
+                contrast_limits=(0, 1), scale=scale, translate=translate, blending="translucent",
+                metadata={"kind": "heatmap", "slide": slide.path, "downsample": downsample})
+        else:
+            self.heatmap_layer.data = heatmap.copy()
+
+    def load_results(self, folder: str | Path) -> Any:
+        """Show a finished run (``lymphmet predict``'s ``heatmap.tif`` and ``detections.csv``) over the slide."""
+        from ..evaluation import read_detections
+        from ..inference import read_heatmap, slide_score
+
+        image = self.slide_box.value
+        folder = Path(folder)
+        try:
+            if image is None:
+                raise InputError("open a slide first")
+            heatmap, info = read_heatmap(folder / "heatmap.tif")
+            detections_file = folder / "detections.csv"
+            with slide_of(image) as slide:
+                detections = read_detections(detections_file, dimensions=slide.dimensions) \
+                    if detections_file.is_file() else np.zeros((0, 3))
+                self._show_heatmap(slide, heatmap, float(info["downsample"]))
+                self.detections = detections
+                self._add_points(slide, detections)
+        except (InputError, OSError, KeyError, ValueError) as exc:
+            self._report(f"{folder.name}: cannot load results: {exc}", warning=True)
+            return None
+        self._report(f"loaded {folder.name}: slide score {slide_score(heatmap):.3f}, "
+                     f"{len(detections)} detections")
+        return self.heatmap_layer
 
     def _add_points(self, slide, detections: np.ndarray) -> None:
         from .._layers import slide_scale

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
@@ -20,6 +20,9 @@ from .tissue import find_mask_layer
 
 __all__ = ["PatchesWidget"]
 
+if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
+    from napari.viewer import Viewer
+
 LABEL_COLOURS = {TUMOR: "#ff3030", "normal": "#30c030"}
 _NO_LAYER = "(none: all normal)"
 
@@ -27,8 +30,8 @@ _NO_LAYER = "(none: all normal)"
 class PatchesWidget(PluginWidget):
     """Plan labelled patches on the chosen slide, show them, and export them with progress and cancel."""
 
-    def __init__(self, viewer: Any) -> None:
-        self._viewer = viewer
+    def __init__(self, napari_viewer: Viewer) -> None:
+        self._viewer = napari_viewer
         self._plan: PatchPlan | None = None
         self._worker: Any = None
         self._cancel = threading.Event()
@@ -58,15 +61,17 @@ class PatchesWidget(PluginWidget):
         self.preview_button.changed.connect(self.preview)
         self.export_button.changed.connect(lambda: self.export(self.out_dir.value, block=False))
         self.cancel_button.changed.connect(self.cancel)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(lambda _e=None: (self.slide_box.reset_choices(), self.tumor_box.reset_choices()))
 
     def _slide_choices(self, _widget=None) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in slide_layers(self._viewer)]
 
     def _shapes_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        from napari.layers import Shapes
+
         return [(_NO_LAYER, None)] + [(layer.name, layer) for layer in self._viewer.layers
-                                      if getattr(layer, "_type_string", "") == "shapes"]
+                                      if isinstance(layer, Shapes)]
 
 
     @property

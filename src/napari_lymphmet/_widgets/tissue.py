@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import (
@@ -20,14 +20,19 @@ from ._common import PluginWidget, slide_layers, slide_of
 
 __all__ = ["TissueMaskWidget", "find_mask_layer"]
 
+if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
+    from napari.viewer import Viewer
+
 MASK_KIND = "tissue"
 
 
 def find_mask_layer(viewer: Any, slide_path: str, kind: str = MASK_KIND) -> Any | None:
     """The Labels layer holding ``kind`` mask for a slide, as later widgets look it up."""
+    from napari.layers import Labels
+
     for layer in reversed(list(viewer.layers)):
         meta = getattr(layer, "metadata", {})
-        if getattr(layer, "_type_string", "") == "labels" and meta.get("kind") == kind \
+        if isinstance(layer, Labels) and meta.get("kind") == kind \
                 and meta.get("slide") == slide_path:
             return layer
     return None
@@ -36,8 +41,8 @@ def find_mask_layer(viewer: Any, slide_path: str, kind: str = MASK_KIND) -> Any 
 class TissueMaskWidget(PluginWidget):
     """Detect tissue on a slide layer, tune it live, correct it with the brush, save or load it."""
 
-    def __init__(self, viewer: Any) -> None:
-        self._viewer = viewer
+    def __init__(self, napari_viewer: Viewer) -> None:
+        self._viewer = napari_viewer
         self._channels: TissueChannels | None = None
         self._downsample = 1.0
         self._mpp: float | None = None
@@ -72,7 +77,7 @@ class TissueMaskWidget(PluginWidget):
             control.changed.connect(self._on_change)
         self.save_button.changed.connect(lambda: self.save(self.save_file.value))
         self.load_button.changed.connect(lambda: self.load(self.load_file.value))
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+        for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
             event.connect(lambda _e=None: self.slide_box.reset_choices())
 
     def _slide_choices(self, _widget=None) -> list[tuple[str, Any]]:

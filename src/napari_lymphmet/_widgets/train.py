@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, FileEdit, Image, Label, LineEdit, PushButton, SpinBox
 
@@ -14,14 +14,17 @@ from ._plot import line_plot
 
 __all__ = ["TrainWidget"]
 
+if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
+    from napari.viewer import Viewer
+
 
 class TrainWidget(PluginWidget):
     """Choose patch folders and a backbone, train in a worker thread, watch loss and AUC per epoch."""
 
-    def __init__(self, viewer: Any) -> None:
+    def __init__(self, napari_viewer: Viewer) -> None:
         from ..model import BACKBONES
 
-        self._viewer = viewer
+        self._viewer = napari_viewer
         self._cancel = threading.Event()
         self._worker: Any = None
         self.history: dict[str, list[float]] = {}
