@@ -36,13 +36,12 @@ def _slide(size: int) -> Path:
 
 def _model() -> Path:
     """A small-cnn taking 128 px patches at 0.5 µm/px (weights random: speed only)."""
-    from napari_lymphmet.model import build_model, save_model
+    from napari_lymphmet.model import ModelCard, build_model, save_model
 
     path = Path(tempfile.gettempdir()) / "lymphmet-bench-small-cnn.keras"
     if not path.exists():
         save_model(build_model("small-cnn", input_size=128, weights="none"), path,
-                   {"backbone": "small-cnn", "input_size": 128, "patch_size": 128, "patch_mpp": 0.5,
-                    "input_space": "hed", "threshold": 0.5, "classes": ["normal", "tumor"]})
+                   ModelCard(backbone="small-cnn", input_size=128, patch_size=128, patch_mpp=0.5, input_space="hed"))
     return path
 
 

@@ -9,7 +9,6 @@ with scikit-image's ``draw.polygon`` filling the same polygons one by one.
 
 from __future__ import annotations
 
-
 import numpy as np
 from _timing import best_of
 from skimage.draw import polygon as sk_polygon

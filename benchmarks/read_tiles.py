@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_lymphmet import open_slide
-from napari_lymphmet.tiffwrite import write_pyramid_tiff
+from napari_lymphmet.wsi import write_pyramid_tiff
 
 TILE = 512
 

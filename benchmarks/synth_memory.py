@@ -30,7 +30,7 @@ def main() -> None:
     import imagecodecs
 
     from napari_lymphmet.synthetic import SynthSpec, make_layout
-    from napari_lymphmet.tiffwrite import pyramid_shapes
+    from napari_lymphmet.wsi import pyramid_shapes
 
     layout = make_layout(SynthSpec(4096, 4096, seed=0))
     tile = layout.render(1536, 1536, 512, 512)

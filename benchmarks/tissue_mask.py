@@ -21,7 +21,6 @@ import numpy as np
 from _timing import best_of
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=50_000)

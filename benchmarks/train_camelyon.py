@@ -56,12 +56,12 @@ class LogisticRegression:
 
 
 def hed_shift(images: np.ndarray, rng: np.random.Generator, sigma: float = 0.25) -> np.ndarray:
-    from napari_lymphmet.model import _HED_FROM_RGB, _RGB_FROM_HED
+    from napari_lymphmet.model.preprocess import HED_FROM_RGB, RGB_FROM_HED
 
     od = -np.log((images.astype(np.float32) + 1) / 256)
-    hed = od.reshape(-1, 3) @ _HED_FROM_RGB
+    hed = od.reshape(-1, 3) @ HED_FROM_RGB
     hed = hed * rng.uniform(1 - sigma, 1 + sigma, 3) + rng.uniform(-sigma / 10, sigma / 10, 3)
-    rgb = 256 * np.exp(-(hed @ _RGB_FROM_HED)) - 1
+    rgb = 256 * np.exp(-(hed @ RGB_FROM_HED)) - 1
     return np.clip(rgb.reshape(images.shape), 0, 255).astype(np.uint8)
 
 
@@ -98,9 +98,8 @@ def main() -> None:
 
     from skimage.io import imread
 
-    from napari_lymphmet.dataset import read_patch_table
-    from napari_lymphmet.metrics import binary_metrics
-    from napari_lymphmet.model import TrainConfig, load_model, predict_patches, train
+    from napari_lymphmet.evaluation import binary_metrics
+    from napari_lymphmet.model import TrainConfig, load_model, predict_patches, read_patch_table, train
 
     table = read_patch_table([DATA])
     images = np.stack([imread(p)[..., :3] for p in table.paths])
@@ -117,7 +116,7 @@ def main() -> None:
         model, meta = load_model(tmp / "no004.keras")
         scores = predict_patches(model, meta, images[other])
         print(f"[1] trained on tumor_073 only ({time.monotonic() - start:.0f} s): tumor_004 normals "
-              f"specificity {np.mean(scores < meta['threshold']):.2f} at threshold {meta['threshold']:.2f}, "
+              f"specificity {np.mean(scores < meta.threshold):.2f} at threshold {meta.threshold:.2f}, "
               f"scores {scores.min():.3f}..{scores.max():.3f}")
 
     if 2 in args.checks:  # folds of tumor_073 under stain shifts

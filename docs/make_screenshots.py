@@ -25,7 +25,7 @@ def main(demo: Path, out: Path) -> list[Path]:
     import napari
     from skimage.io import imsave
 
-    from napari_lymphmet._widgets import PLUGIN
+    from napari_lymphmet._napari.widgets import PLUGIN
 
     def open_widget(name: str):
         """As *Plugins ▸ napari-lymphmet ▸ name* does: napari builds the widget and docks it."""

@@ -6,16 +6,17 @@ import os
 from pathlib import Path
 
 # Mesa's software GL and TensorFlow each bring their own LLVM. In one process
-# they crash unless TensorFlow is loaded first and Mesa uses softpipe rather
-# than llvmpipe; the test session holds both, so set that up before Qt loads.
+# they crash unless TensorFlow is loaded before the first GL context and Mesa
+# uses softpipe rather than llvmpipe. The driver choice costs nothing, so it
+# is made here; TensorFlow is loaded only by the ``tensorflow_before_gl``
+# fixture, which GUI tests get only when the run also holds TensorFlow tests.
 os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow  # noqa: F401  (see above)
 
 import numpy as np
 import pytest
 
-from napari_lymphmet.tiffwrite import pyramid_shapes, write_jpeg_pages, write_pyramid_tiff
+from napari_lymphmet.wsi import pyramid_shapes, write_jpeg_pages, write_pyramid_tiff
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SLIDES = DATA / "slides"
@@ -122,19 +123,42 @@ def run_main(capsys, *argv: str) -> tuple[int, dict | None, str]:
 _EXIT = {"status": 0}
 
 
+def _needs_tensorflow(item) -> bool:
+    return item.get_closest_marker("tf") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark TensorFlow tests; when the run holds any, GUI tests load TensorFlow before their viewer."""
+    for item in items:
+        if {"synthetic_model", "demo_run"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.tf)
+    if any(_needs_tensorflow(item) for item in items):
+        for item in items:
+            if item.get_closest_marker("gui") is not None and hasattr(item, "fixturenames"):
+                item.fixturenames.insert(0, "tensorflow_before_gl")
+
+
+@pytest.fixture(scope="session")
+def tensorflow_before_gl():
+    """Load TensorFlow before any GL context exists (see the top of this file)."""
+    import tensorflow  # noqa: F401
+
+
 def pytest_sessionfinish(session, exitstatus):
     _EXIT["status"] = int(exitstatus)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
-    """Leave without running native destructors: TensorFlow's and Mesa's clash
-    at interpreter exit ("free(): invalid pointer") after every test passed."""
+    """With TensorFlow and Mesa both loaded, leave without native destructors:
+    theirs clash at interpreter exit ("free(): invalid pointer") after every
+    test passed. Without both, exit normally."""
     import sys
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(_EXIT["status"])
+    if "tensorflow" in sys.modules and "vispy.gloo" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT["status"])
 
 
 @pytest.fixture(scope="session")
@@ -145,8 +169,7 @@ def synthetic_model(tmp_path_factory):
     128 level-0 px. Returns (model path, test slide path).
     """
     from napari_lymphmet import open_slide
-    from napari_lymphmet.dataset import read_patch_table
-    from napari_lymphmet.model import TrainConfig, train
+    from napari_lymphmet.model import TrainConfig, read_patch_table, train
     from napari_lymphmet.patches import PatchSpec, export_patches, plan_for_slide
     from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
 

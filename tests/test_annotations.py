@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 
 from napari_lymphmet.annotations import (
-    EXCLUSION, TUMOR, Annotation, AnnotationWarning, fill_polygons, rasterize, read_annotations,
-    read_asap_xml, read_geojson, write_annotations, write_asap_xml, write_geojson,
+    EXCLUSION,
+    TUMOR,
+    Annotation,
+    AnnotationWarning,
+    fill_polygons,
+    rasterize,
+    read_annotations,
+    read_asap_xml,
+    read_geojson,
+    write_annotations,
+    write_asap_xml,
+    write_geojson,
 )
 from napari_lymphmet.errors import InputError
 
@@ -214,8 +224,8 @@ def test_all_polygons_off_the_slide_is_an_error(tmp_path, capsys, small_syntheti
 
 
 def test_cli_rasterize_level_writes_mask_and_sidecar(tmp_path, capsys, small_synthetic):
-    from napari_lymphmet.masks import load_mask
-    from napari_lymphmet.slide import open_slide
+    from napari_lymphmet.tissue import load_mask
+    from napari_lymphmet.wsi import open_slide
 
     path = tmp_path / "a.geojson"
     square = Annotation(np.array([[1000.0, 600], [1800, 600], [1800, 1400], [1000, 1400]]))

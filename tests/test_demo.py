@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 
-
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     import contextlib
@@ -64,9 +63,9 @@ def test_demo_open_lays_out_results_through_the_plugin(demo_run, make_napari_vie
     """``lymphmet demo --open``: readers for the slide and XML, menu-path widgets for the rest."""
     import numpy as np
 
-    from napari_lymphmet.demo import show_in_viewer
     from napari_lymphmet.evaluation import read_detections
     from napari_lymphmet.inference import read_heatmap
+    from napari_lymphmet._napari.demo import show_in_viewer
 
     _, summary, _ = demo_run
     viewer = make_napari_viewer()

@@ -8,8 +8,15 @@ import pytest
 from napari_lymphmet.annotations import Annotation, write_asap_xml
 from napari_lymphmet.errors import InputError
 from napari_lymphmet.evaluation import (
-    EVAL_DOWNSAMPLE, EvaluationWarning, evaluation_mask, froc, froc_score, itc_labels,
-    read_detections, score_slide, slide_auc,
+    EVAL_DOWNSAMPLE,
+    EvaluationWarning,
+    evaluation_mask,
+    froc,
+    froc_score,
+    itc_labels,
+    read_detections,
+    score_slide,
+    slide_auc,
 )
 
 from .conftest import run_main

@@ -10,12 +10,14 @@ import pytest
 
 from napari_lymphmet import open_slide
 from napari_lymphmet.annotations import rasterize, read_asap_xml
+from napari_lymphmet.evaluation import roc_auc
 from napari_lymphmet.inference import grid_for, predict_slide, read_heatmap
-from napari_lymphmet.metrics import roc_auc
 from napari_lymphmet.model import load_model
 from napari_lymphmet.tissue import tissue_mask
 
 from .conftest import run_main
+
+pytestmark = pytest.mark.tf
 
 
 def _predict(slide_path, model_path, **options):
@@ -53,7 +55,7 @@ def test_heatmap_separates_true_tumor_cells_and_top_detection_is_in_a_lesion(syn
 def square_slide(tmp_path_factory):
     """Normal node tissue everywhere, except one square of tumor texture at a known place."""
     from napari_lymphmet.synthetic import LAYOUT_STEP, NORMAL, TUMOR, SynthSpec, make_layout
-    from napari_lymphmet.tiffwrite import write_pyramid_tiff
+    from napari_lymphmet.wsi import write_pyramid_tiff
 
     spec = SynthSpec(width=4096, height=3072, seed=7, lesions=0, mpp=0.5, artefacts=())
     layout = make_layout(spec)
@@ -70,7 +72,7 @@ def test_heatmap_peak_lies_on_the_painted_square(synthetic_model, square_slide, 
     from napari.layers import Image
     from scipy import ndimage
 
-    from napari_lymphmet._layers import mask_geometry, slide_layer_data
+    from napari_lymphmet._napari.layers import mask_geometry, slide_layer_data
     from napari_lymphmet.inference import write_outputs
 
     model_path, _ = synthetic_model

@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_lymphmet.dataset import read_patch_table, slide_of_filename, split_by_slide
 from napari_lymphmet.errors import InputError
-from napari_lymphmet.metrics import best_threshold, binary_metrics, roc_auc
+from napari_lymphmet.evaluation import best_threshold, binary_metrics, roc_auc
+from napari_lymphmet.model import read_patch_table, slide_of_filename, split_by_slide
 
 from .conftest import DATA, run_main
+
+pytestmark = pytest.mark.tf
 
 CAMELYON = DATA / "patches" / "camelyon16"
 
@@ -91,7 +93,7 @@ def test_model_file_reloads_in_a_fresh_process_with_metadata(synthetic_patches, 
                    TrainConfig(backbone="small-cnn", weights="none", epochs=1, input_size=64))
     code = (
         "import json, sys; from napari_lymphmet.model import load_model;"
-        "m, meta = load_model(sys.argv[1]); print(json.dumps({'meta': meta, 'shape': list(m.input_shape)}))"
+        "m, card = load_model(sys.argv[1]); print(json.dumps({'meta': card.to_dict(), 'shape': list(m.input_shape)}))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(result.path)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -114,7 +116,7 @@ def test_unsafe_and_invalid_model_files_are_refused(tmp_path, capsys):
     path = tmp_path / "lambda.keras"
     keras.Model(inputs, outputs).save(path)
     with zipfile.ZipFile(path, "a") as archive:
-        archive.writestr(METADATA_ENTRY, json.dumps({"input_size": 8}))
+        archive.writestr(METADATA_ENTRY, json.dumps({"backbone": "small-cnn", "input_size": 8}))
     with pytest.raises(InputError, match="refused in safe mode"):
         load_model(path)
     fake = tmp_path / "fake.keras"
@@ -161,27 +163,27 @@ def test_real_camelyon_patches_left_out_slide_is_called_normal(tmp_path):
     model, meta = load_model(tmp_path / "m.keras")
     left_out = np.stack([imread(p)[..., :3] for p in table.paths[~is_073]])
     scores = predict_patches(model, meta, left_out)
-    assert (scores < meta["threshold"]).mean() >= 6 / 7, scores
+    assert (scores < meta.threshold).mean() >= 6 / 7, scores
     trained_on = np.stack([imread(p)[..., :3] for p in table.paths[is_073]])
     assert roc_auc(table.labels[is_073], predict_patches(model, meta, trained_on)) > 0.9
 
 
 @pytest.mark.parametrize("backbone", ["efficientnetb0", "mobilenetv3small", "small-cnn"])
 def test_every_backbone_builds_and_predicts_without_pretrained_weights(backbone):
-    from napari_lymphmet.model import build_model, predict_patches
+    from napari_lymphmet.model import ModelCard, build_model, predict_patches
 
     model = build_model(backbone, input_size=64, weights="none")
     assert model.output_shape == (None, 1)
-    meta = {"input_size": 64, "input_space": "hed" if backbone == "small-cnn" else "rgb"}
+    meta = ModelCard(backbone=backbone, input_size=64, input_space="hed" if backbone == "small-cnn" else "rgb")
     scores = predict_patches(model, meta, np.full((2, 80, 80, 3), 200, np.uint8))  # resized to 64
     assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
 
 
 def test_test_time_augmentation_is_the_mean_over_the_eight_views():
-    from napari_lymphmet.model import build_model, predict_patches
+    from napari_lymphmet.model import ModelCard, build_model, predict_patches
 
     model = build_model("small-cnn", input_size=32, weights="none")
-    meta = {"input_size": 32, "input_space": "hed"}
+    meta = ModelCard(backbone="small-cnn", input_size=32, input_space="hed")
     patches = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     views = [np.rot90(patches, k, axes=(1, 2))[:, :, ::-1] if flip else np.rot90(patches, k, axes=(1, 2))
              for k in range(4) for flip in (False, True)]
@@ -192,3 +194,44 @@ def test_test_time_augmentation_is_the_mean_over_the_eight_views():
     np.testing.assert_allclose(predict_patches(model, meta, np.ascontiguousarray(patches[:, ::-1]), tta=True),
                                averaged, atol=1e-5)
     assert not np.allclose(predict_patches(model, meta, patches), averaged, atol=1e-5)
+
+
+OLD_MODEL = Path(__file__).parent / "data" / "model-0.1.0.keras"  # made by tests/data/make_model_0_1_0.py
+
+
+def test_a_model_saved_by_0_1_0_loads_into_a_model_card():
+    from napari_lymphmet.model import ModelCard, load_model, predict_patches, read_card, read_metadata
+
+    card = read_card(OLD_MODEL)  # no TensorFlow needed
+    assert isinstance(card, ModelCard)
+    assert (card.backbone, card.input_size, card.patch_size, card.patch_mpp) == ("small-cnn", 32, 32, 0.5)
+    assert card.input_space == "hed" and card.classes == ("normal", "tumor") and card.stain_norm is None
+    assert card.threshold == pytest.approx(0.4749959856) and card.validation["auc"] == 0.8125
+    assert card.epochs_run == 2 and not card.cancelled and card.history["val_auc"] == (0.84375, 0.9375)
+    assert card.training["train"]["slides"] == ("sb",) and card.training["config"]["epochs"] == 2
+    # Every key 0.1.0 wrote comes back with its value; the card adds only its version.
+    old, new = read_metadata(OLD_MODEL), card.to_dict()
+    assert {k: new[k] for k in old} == old and set(new) - set(old) == {"card_version"}
+    model, loaded = load_model(OLD_MODEL)
+    assert loaded == card and model.input_shape == (None, 32, 32, 3)
+    scores = predict_patches(model, loaded, np.full((3, 32, 32, 3), 180, np.uint8))
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+
+
+def test_model_card_checks_its_input_and_survives_pickling():
+    import pickle
+
+    from napari_lymphmet.model import ModelCard
+
+    with pytest.raises(InputError, match="lacks backbone"):
+        ModelCard.from_dict({"input_size": 64}, source="m.keras")
+    with pytest.raises(InputError, match="newer"):
+        ModelCard.from_dict({"backbone": "small-cnn", "input_size": 64, "card_version": 99})
+    with pytest.raises(InputError, match="malformed"):
+        ModelCard.from_dict({"backbone": "small-cnn", "input_size": "big"})
+    card = ModelCard.from_dict({"backbone": "small-cnn", "input_size": 64, "training": {"a": [1, 2]},
+                                "from_the_future": {"x": 1}})
+    assert card.extra["from_the_future"]["x"] == 1 and card.to_dict()["from_the_future"] == {"x": 1}
+    with pytest.raises(TypeError):
+        card.training["a"] = 3  # read-only all the way down
+    assert pickle.loads(pickle.dumps(card)) == card  # dask.distributed ships cards to workers

@@ -110,7 +110,7 @@ def test_interrupted_export_resumes_to_exactly_the_uninterrupted_result(node, tm
         assert len(partial_csv) == len(list((tmp_path / "resumed").rglob("*.png")))
 
         # 2. A crash mid-write: the encoder dies on the 30th patch.
-        import napari_lymphmet.patches as patches_module
+        import napari_lymphmet.patches.export as patches_module
 
         real_encode, calls = patches_module._encode, []
 

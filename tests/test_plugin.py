@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from napari_lymphmet._reader import get_reader
+from napari_lymphmet._napari.reader import get_reader
 
 from .conftest import PLUGIN, SLIDES, open_widget
 

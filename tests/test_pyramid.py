@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from napari_lymphmet import open_slide
-from napari_lymphmet.pyramid import LevelArray
+from napari_lymphmet.wsi import LevelArray
 
 
 def test_building_the_pyramid_reads_nothing(small_synthetic):
@@ -110,3 +110,16 @@ def test_tiles_are_cached_on_their_second_read(small_synthetic):
         first[...] = 0  # results are the caller's own
         np.testing.assert_array_equal(level[256:512, 512:768].compute(), second)
         assert third.shape == (50, 100, 3)
+
+
+def test_dask_array_fields_the_direct_region_fills_in_are_still_dasks():
+    """wsi/pyramid.py builds small regions without Array.__new__, setting what it sets; if dask
+    changes that, this fails before a slide read breaks."""
+    import inspect
+
+    import dask.array as da
+
+    source = inspect.getsource(da.Array.__new__)
+    assigned = {line.split("=")[0].strip() for line in source.splitlines() if line.strip().startswith("self.")
+                and "=" in line and "==" not in line}
+    assert assigned == {"self.dask", "self._name", "self._chunks", "self._meta"}, assigned

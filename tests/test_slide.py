@@ -11,7 +11,7 @@ import tifffile
 
 import napari_lymphmet
 from napari_lymphmet import SlideError, SlideReadError, open_slide
-from napari_lymphmet._cache import TileCache
+from napari_lymphmet.wsi import TileCache
 
 from .conftest import BAD_INPUTS, make_bad_input, real_slide
 
@@ -181,3 +181,15 @@ def test_cache_is_lru_and_byte_bounded():
     assert cache.get(9) is None and cache.nbytes <= 3000
     with pytest.raises(ValueError, match="read-only"):
         cache.get(3)[0] = 1  # shared between callers
+
+
+def test_the_old_module_path_still_opens_slides_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    import napari_lymphmet
+
+    sys.modules.pop("napari_lymphmet.slide", None)
+    with pytest.warns(DeprecationWarning, match="napari_lymphmet.slide is deprecated"):
+        old = importlib.import_module("napari_lymphmet.slide")
+    assert old.open_slide is napari_lymphmet.open_slide and old.Slide is napari_lymphmet.Slide

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from napari_lymphmet import open_slide
-from napari_lymphmet.masks import load_mask
 from napari_lymphmet.synthetic import LAYOUT_STEP, PEN, SynthSpec, write_synthetic_slide
-from napari_lymphmet.tissue import TissueParams, TissueWarning, detect_tissue, tissue_mask, working_image
+from napari_lymphmet.tissue import TissueParams, TissueWarning, detect_tissue, load_mask, tissue_mask, working_image
 
 from .conftest import real_slide, run_main
 
@@ -120,7 +119,7 @@ def test_cli_mask_fixed_saturation_and_bad_values(synthetic_with_truth, tmp_path
 
 
 def test_cli_mask_on_a_blank_slide_warns_not_fails(tmp_path, capsys):
-    from napari_lymphmet.tiffwrite import write_pyramid_tiff
+    from napari_lymphmet.wsi import write_pyramid_tiff
 
     blank = tmp_path / "blank.tif"
     write_pyramid_tiff(blank, lambda x, y, w, h: np.full((h, w, 3), 245, np.uint8), 2048, 2048, mpp=0.5)
@@ -131,7 +130,7 @@ def test_cli_mask_on_a_blank_slide_warns_not_fails(tmp_path, capsys):
 
 def test_load_mask_errors_name_the_file(tmp_path):
     from napari_lymphmet.errors import InputError
-    from napari_lymphmet.masks import save_mask
+    from napari_lymphmet.tissue import save_mask
 
     with pytest.raises(InputError, match="no such mask file"):
         load_mask(tmp_path / "nope.png")

@@ -1,0 +1,75 @@
+"""Helpers shared by the widgets: finding slide and mask layers, reporting, the slides they open."""
+
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import Container
+
+import numpy as np
+
+from ...tissue import Tissue
+from ...wsi import Slide, open_slide
+
+__all__ = ["PluginWidget", "is_slide_layer", "layer_tissue", "slide_layers", "slide_of"]
+
+
+class PluginWidget(Container):
+    """A widget over a viewer, with a ``status`` line that also raises napari notifications."""
+
+    status: Any
+    _viewer: Any
+
+    def _slide_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        return [(layer.name, layer) for layer in slide_layers(self._viewer)]
+
+    def _layer_choices(self, kind: type, *, none: str | None = None, where=lambda layer: True) -> list:
+        """``(name, layer)`` for the viewer's layers of ``kind``, after a ``(none, None)`` entry if given."""
+        found = [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, kind) and where(layer)]
+        return ([(none, None)] if none is not None else []) + found
+
+    def _follow_layers(self, *boxes: Any) -> None:
+        """Refresh these combo boxes whenever a layer is added or removed."""
+        def refresh(_event=None) -> None:
+            for box in boxes:
+                box.reset_choices()
+
+        for event in (self._viewer.layers.events.inserted, self._viewer.layers.events.removed):
+            event.connect(refresh)
+
+    def _report(self, text: str, *, warning: bool = False) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        self.status.value = text
+        (show_warning if warning else show_info)(text)
+
+    def _warn(self, text: str) -> None:
+        self._report(text, warning=True)
+
+
+def is_slide_layer(layer: Any) -> bool:
+    """An Image layer opened by this plugin's reader (it knows its file)."""
+    from napari.layers import Image
+
+    meta = getattr(layer, "metadata", None)
+    return isinstance(layer, Image) and isinstance(meta, dict) and "path" in meta and "vendor" in meta
+
+
+def slide_layers(viewer: Any) -> list[Any]:
+    return [layer for layer in viewer.layers if is_slide_layer(layer)]
+
+
+def slide_of(layer: Any) -> Slide:
+    """The slide behind a slide layer, opened afresh (cheap: no pixels are read).
+
+    The caller owns it: use it in a ``with`` block, or close it when its job ends.
+    """
+    return open_slide(layer.metadata["path"])
+
+
+def layer_tissue(layer: Any | None) -> Tissue | None:
+    """The tissue a mask Labels layer holds (brush edits included), or ``None`` for no layer."""
+    if layer is None:
+        return None
+    return Tissue(np.asarray(layer.data) > 0, float(layer.metadata["downsample"]), source=layer.name)

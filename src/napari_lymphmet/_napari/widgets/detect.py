@@ -1,0 +1,196 @@
+"""The "Detect metastases" widget: one click from a slide to a live heatmap and detections."""
+
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, Select
+
+from ...errors import InputError
+from ..layers import mask_geometry
+from ._common import PluginWidget, layer_tissue, slide_of
+from ._jobs import Job, follow
+from .tissue import find_mask_layer
+
+if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
+    from napari.viewer import Viewer
+
+__all__ = ['DetectWidget']
+
+_NO_MASK = "(detect tissue)"
+
+
+def _settings_path() -> Path:
+    from ..sample import cache_dir
+
+    return cache_dir() / "settings.json"
+
+
+class DetectWidget(PluginWidget):
+    """Predict the chosen slide with a model; the heatmap fills in as batches finish."""
+
+    def __init__(self, napari_viewer: Viewer) -> None:
+        self._viewer = napari_viewer
+        self._job: Job | None = None
+        self.heatmap_layer: Any = None
+        self.points_layer: Any = None
+        self.detections = np.zeros((0, 3))
+        self.slide_box = ComboBox(label="slide", choices=self._slide_choices)
+        self.model_file = FileEdit(label="model", mode="r", filter="*.keras", value=self._last_model())
+        self.mask_box = ComboBox(label="tissue mask", choices=self._mask_choices)
+        self.run_button = PushButton(text="Detect metastases")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.results_dir = FileEdit(label="results folder", mode="d")
+        self.load_button = PushButton(text="Load results")
+        self.found = Select(label="detections", choices=[])
+        self.status = Label(value="")
+        super().__init__(widgets=[self.slide_box, self.model_file, self.mask_box, self.run_button,
+                                  self.cancel_button, self.results_dir, self.load_button, self.found,
+                                  self.status])
+        self.run_button.changed.connect(lambda: self.run(block=False))
+        self.cancel_button.changed.connect(self.cancel)
+        self.load_button.changed.connect(lambda: self.load_results(self.results_dir.value))
+        self.found.changed.connect(self._go_to_selected)
+        self._follow_layers(self.slide_box, self.mask_box)
+
+    def _mask_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        from napari.layers import Labels
+
+        return self._layer_choices(Labels, none=_NO_MASK, where=lambda layer: layer.metadata.get("kind") == "tissue")
+
+    @staticmethod
+    def _last_model() -> str:
+        try:
+            return json.loads(_settings_path().read_text()).get("last_model", "")
+        except (OSError, ValueError):
+            return ""
+
+    @staticmethod
+    def _remember(model: str) -> None:
+        try:
+            path = _settings_path()
+            settings = json.loads(path.read_text()) if path.exists() else {}
+            settings["last_model"] = model
+            path.write_text(json.dumps(settings))
+        except (OSError, ValueError):
+            pass  # a preference is not worth an error
+
+
+    def run(self, *, block: bool = True) -> Any:
+        """Predict; ``block=False`` runs in a worker, the heatmap layer updating per batch.
+
+        Returns the heatmap layer when blocking, else the worker.
+        """
+        from ...inference import grid_for, iter_predict
+        from ...model import load_model
+        from ...tissue import tissue_for
+
+        image = self.slide_box.value
+        try:
+            if image is None:
+                raise InputError("open a slide first")
+            model_path = str(self.model_file.value)
+            if not model_path or not Path(model_path).is_file():
+                raise InputError("choose a model file (.keras)")
+            model, card = load_model(model_path)
+        except InputError as exc:
+            self._warn(str(exc))
+            return None
+        self._remember(model_path)
+        slide = slide_of(image)  # this job's: closed when it ends, however it ends
+        try:
+            mask_layer = self.mask_box.value or find_mask_layer(self._viewer, image.metadata["path"])
+            tissue = tissue_for(slide, layer_tissue(mask_layer))
+            downsample = grid_for(slide, card).downsample
+        except InputError as exc:
+            slide.close()
+            self._warn(str(exc))
+            return None
+        self._job = Job("Detecting metastases", buttons=(self.run_button, self.cancel_button), report=self._warn)
+
+        def work(job: Job):
+            steps = iter_predict(slide, model, card, tissue_mask=tissue.mask, tissue_downsample=tissue.downsample,
+                                 cancel=job.cancelled)
+            result = yield from follow(steps, job, lambda item: item[1:])
+            return result
+
+        def finished(result) -> None:
+            from ...inference import detect, slide_score
+
+            self._show_heatmap(slide, result.heatmap, downsample)
+            self.detections = detect(result.heatmap, downsample, threshold=card.threshold)
+            self._add_points(slide, self.detections)
+            state = "done" if result.complete else "cancelled; partial heatmap kept"
+            self._report(f"{state}: {result.predicted + result.resumed}/{result.total} patches, "
+                         f"slide score {slide_score(result.heatmap):.3f}, {len(self.detections)} detections")
+
+        outcome = self._job.run(work, on_update=lambda item: self._show_heatmap(slide, item[0], downsample),
+                                on_done=finished, on_finally=slide.close, block=block)
+        return self.heatmap_layer if block else outcome
+
+    def _show_heatmap(self, slide, heatmap: np.ndarray, downsample: float) -> None:
+        """Draw (or refresh in place) the heatmap layer, each cell exactly over its patch."""
+        if self.heatmap_layer is None or self.heatmap_layer not in self._viewer.layers:
+            scale, translate = mask_geometry(slide, downsample)
+            self.heatmap_layer = self._viewer.add_image(
+                heatmap.copy(), name="Tumor probability", colormap="turbo", opacity=0.5,
+                contrast_limits=(0, 1), scale=scale, translate=translate, blending="translucent",
+                metadata={"kind": "heatmap", "slide": slide.path, "downsample": downsample})
+        else:
+            self.heatmap_layer.data = heatmap.copy()
+
+    def load_results(self, folder: str | Path) -> Any:
+        """Show a finished run (``lymphmet predict``'s ``heatmap.tif`` and ``detections.csv``) over the slide."""
+        from ...evaluation import read_detections
+        from ...inference import read_heatmap, slide_score
+
+        image = self.slide_box.value
+        folder = Path(folder)
+        try:
+            if image is None:
+                raise InputError("open a slide first")
+            heatmap, info = read_heatmap(folder / "heatmap.tif")
+            detections_file = folder / "detections.csv"
+            with slide_of(image) as slide:
+                detections = read_detections(detections_file, dimensions=slide.dimensions) \
+                    if detections_file.is_file() else np.zeros((0, 3))
+                self._show_heatmap(slide, heatmap, float(info["downsample"]))
+                self.detections = detections
+                self._add_points(slide, detections)
+        except (InputError, OSError, KeyError, ValueError) as exc:  # a damaged results file
+            self._report(f"{folder.name}: cannot load results: {exc}", warning=True)
+            return None
+        self._report(f"loaded {folder.name}: slide score {slide_score(heatmap):.3f}, "
+                     f"{len(detections)} detections")
+        return self.heatmap_layer
+
+    def _add_points(self, slide, detections: np.ndarray) -> None:
+        from ..layers import slide_scale
+
+        if self.points_layer is not None and self.points_layer in self._viewer.layers:
+            self._viewer.layers.remove(self.points_layer)
+        points = detections[:, [2, 1]] - 0.5 if len(detections) else np.zeros((0, 2))
+        self.points_layer = self._viewer.add_points(
+            points, name="Detections", scale=slide_scale(slide), size=max(slide.dimensions) / 60,
+            face_color="transparent", border_color="yellow", border_width=0.15,
+            features={"confidence": detections[:, 0] if len(detections) else np.zeros(0)})
+        self.found.choices = [(f"{i + 1}. p={c:.2f} at ({x:.0f}, {y:.0f})", i)
+                              for i, (c, x, y) in enumerate(detections)]
+
+    def _go_to_selected(self, selected) -> None:
+        if not selected or self.points_layer is None:
+            return
+        i = selected[0]
+        world = self.points_layer.data_to_world(self.points_layer.data[i])
+        camera = self._viewer.scene.camera if hasattr(self._viewer, "scene") else self._viewer.camera
+        camera.center = tuple(world)
+        self.points_layer.selected_data = {i}
+
+    def cancel(self) -> None:
+        """Stop after the current batch; the partial heatmap stays."""
+        if self._job is not None:
+            self._job.cancel()

@@ -1,0 +1,160 @@
+"""The "Patches" widget: preview the labelled grid over a slide, export it."""
+
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+
+from ...annotations import NORMAL, TUMOR
+from ...errors import InputError
+from ...patches import ExportResult, PatchPlan, PatchSpec, iter_export, plan_patches
+from ...wsi import open_slide
+from ..layers import annotations_from_shapes, slide_scale
+from ._common import PluginWidget, layer_tissue, slide_of
+from ._jobs import Job, follow
+from .tissue import find_mask_layer
+
+if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
+    from napari.viewer import Viewer
+
+__all__ = ['LABEL_COLOURS', 'PatchesWidget']
+
+LABEL_COLOURS = {TUMOR: "#ff3030", NORMAL: "#30c030"}
+_NO_LAYER = "(none: all normal)"
+
+
+class PatchesWidget(PluginWidget):
+    """Plan labelled patches on the chosen slide, show them, and export them with progress and cancel."""
+
+    def __init__(self, napari_viewer: Viewer) -> None:
+        self._viewer = napari_viewer
+        self._plan: PatchPlan | None = None
+        self._job: Job | None = None
+        self._scale: tuple[float, float] = (1.0, 1.0)
+        d = PatchSpec()
+        self.slide_box = ComboBox(label="slide", choices=self._slide_choices)
+        self.tumor_box = ComboBox(label="tumor layer", choices=self._shapes_choices)
+        self.mpp = FloatSpinBox(label="mpp (µm/px)", min=0.05, max=64, step=0.05, value=d.mpp)
+        self.level = SpinBox(label="level (no mpp)", min=0, max=20, value=0)
+        self.size = SpinBox(label="size (px)", min=8, max=4096, value=d.size)
+        self.stride = SpinBox(label="stride (px)", min=1, max=4096, value=d.size)
+        self.min_tissue = FloatSpinBox(label="min tissue", min=0, max=1, step=0.05, value=d.min_tissue)
+        self.rule = ComboBox(label="label rule", choices=["center", "fraction"], value="center")
+        self.fraction = FloatSpinBox(label="tumor fraction ≥", min=0.01, max=1, step=0.05, value=0.5)
+        self.cap = SpinBox(label="max per class (0: all)", min=0, max=10_000_000, value=0)
+        self.balance = CheckBox(label="balance classes", value=False)
+        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
+        self.fmt = ComboBox(label="format", choices=["png", "jpeg"], value="png")
+        self.out_dir = FileEdit(label="output folder", mode="d")
+        self.preview_button = PushButton(text="Preview grid")
+        self.export_button = PushButton(text="Export")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        super().__init__(widgets=[
+            self.slide_box, self.tumor_box, self.mpp, self.level, self.size, self.stride, self.min_tissue,
+            self.rule, self.fraction, self.cap, self.balance, self.seed, self.fmt, self.out_dir,
+            self.preview_button, self.export_button, self.cancel_button, self.status])
+        self.preview_button.changed.connect(self.preview)
+        self.export_button.changed.connect(lambda: self.export(self.out_dir.value, block=False))
+        self.cancel_button.changed.connect(self.cancel)
+        self._follow_layers(self.slide_box, self.tumor_box)
+
+    def _shapes_choices(self, _widget=None) -> list[tuple[str, Any]]:
+        from napari.layers import Shapes
+
+        return self._layer_choices(Shapes, none=_NO_LAYER)
+
+
+    @property
+    def spec(self) -> PatchSpec:
+        image = self.slide_box.value
+        has_mpp = image is not None and image.metadata.get("mpp")
+        return PatchSpec(
+            size=int(self.size.value), stride=int(self.stride.value), mpp=float(self.mpp.value) if has_mpp else None,
+            level=None if has_mpp else int(self.level.value), min_tissue=float(self.min_tissue.value),
+            label_rule="center" if self.rule.value == "center" else f"fraction:{self.fraction.value:g}",
+            max_per_class=int(self.cap.value) or None, balance=bool(self.balance.value),
+            seed=int(self.seed.value), format=self.fmt.value)
+
+    # -- planning ---------------------------------------------------------------
+    def plan(self) -> PatchPlan:
+        """The labelled grid for the current settings (tissue from the Tissue mask layer, or detected)."""
+        from ...tissue import tissue_for
+
+        image = self.slide_box.value
+        if image is None:
+            raise InputError("open a slide first")
+        spec = self.spec
+        tumor_layer = self.tumor_box.value
+        annotations = annotations_from_shapes(tumor_layer, image)[0] if tumor_layer is not None else []
+        with slide_of(image) as slide:
+            tissue = tissue_for(slide, layer_tissue(find_mask_layer(self._viewer, image.metadata["path"])))
+            self._plan = plan_patches(slide, spec, tissue_mask=tissue.mask, tissue_downsample=tissue.downsample,
+                                      annotations=annotations)
+            self._scale = slide_scale(slide)
+        return self._plan
+
+    def preview(self) -> Any:
+        """Show the grid as a Points layer (squares coloured by label) and the counts."""
+        try:
+            plan = self.plan()
+        except InputError as exc:
+            self._warn(str(exc))
+            return None
+        centres = np.column_stack([plan.y + plan.box / 2, plan.x + plan.box / 2]).astype(float)
+        name = f"{plan.slide_id} patches"
+        for layer in [layer for layer in self._viewer.layers if layer.name == name]:
+            self._viewer.layers.remove(layer)
+        layer = self._viewer.add_points(
+            centres, name=name, symbol="square", size=plan.box * 0.9, face_color="transparent",
+            border_color=[LABEL_COLOURS[str(label)] for label in plan.labels] if len(plan) else "white",
+            border_width=0.06, scale=self._scale, features={"label": plan.labels.astype(str)},
+            metadata={"kind": "patch-grid", "slide": plan.slide_path})
+        counts = plan.counts()
+        self._report(f"{counts[TUMOR]} tumor · {counts['normal']} normal · {plan.uncertain} uncertain skipped")
+        return layer
+
+    # -- export -----------------------------------------------------------------
+    def export(self, out_dir: str | Path, *, block: bool = True) -> Any:
+        """Export the planned patches. ``block=False`` runs in a worker with progress and cancel."""
+        try:
+            if not str(out_dir) or str(out_dir) == ".":
+                raise InputError("choose an output folder")
+            plan = self.plan()
+        except InputError as exc:
+            self._warn(str(exc))
+            return None
+        fmt = self.spec.format
+        self._job = Job("Exporting patches", buttons=(self.export_button, self.cancel_button), report=self._warn)
+
+        def work(job: Job):
+            # Cancel by event, not worker.quit(): the export must run on to its
+            # end so it closes cleanly and writes patches.csv.
+            with open_slide(plan.slide_path) as slide:
+                steps = iter_export([(slide, plan)], out_dir, fmt=fmt, cancel=job.cancelled)
+                result = yield from follow(steps, job, lambda item: item)
+            return result
+
+        def finished(result: ExportResult) -> None:
+            state = "exported" if result.complete else "cancelled; kept"
+            self._report(f"{state} {result.written} new patches ({result.counts.get(TUMOR, 0)} tumor, "
+                         f"{result.counts.get(NORMAL, 0)} normal on disk) in {Path(out_dir).name}")
+
+        return self._job.run(work, on_done=finished, block=block)
+
+    def cancel(self) -> None:
+        """Stop after the patches being written; what is on disk stays whole."""
+        if self._job is not None:
+            self._job.cancel()

@@ -1,3 +1,0 @@
-"""napari widgets: thin magicgui shells over the core, one module each."""
-
-PLUGIN = "napari-lymphmet"  # the npe2 manifest's name: napari's menu opens widgets by it

@@ -1,0 +1,50 @@
+"""``lymphmet``: the command-line shell over the napari-lymphmet workflows.
+
+Contract shared by every command: progress and warnings go to stderr; the
+last line of stdout is exactly one JSON object summarising the result. Bad
+input exits with code 2 and one line, ``error: <file>: <problem>``, on
+stderr; ``--debug`` shows the traceback instead. One module per command
+group; ``parser`` wires them to their options.
+"""
+
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from ..errors import InputError
+from ._console import Command, _finite, _one_line, _show_warning
+from .parser import build_parser
+
+__all__ = ['build_parser', 'main']
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lymphmet``; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    command: Command = args.func
+    warnings.showwarning = _show_warning
+    try:
+        summary = command(args)
+    except (InputError, OSError) as exc:  # a ValueError from our code is a bug: traceback
+        if args.debug:
+            raise
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    sys.stdout.write(json.dumps(_finite(summary)) + "\n")
+    sys.stdout.flush()
+    return 0
+

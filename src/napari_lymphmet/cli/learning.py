@@ -1,0 +1,104 @@
+"""Commands that make and use training data: patches, train, score."""
+
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ._console import _Progress
+
+__all__ = []
+
+
+def _patches(args: argparse.Namespace) -> dict[str, Any]:
+    from contextlib import ExitStack
+
+    from ..annotations import GEOJSON_SUFFIXES, XML_SUFFIXES
+    from ..patches import PatchSpec, export_patches, plan_for_slide
+    from ..tissue import MASK_SUFFIXES, find_companion
+    from ..wsi import open_slide
+
+    spec = PatchSpec(size=args.size, stride=args.stride, mpp=None if args.level is not None else args.mpp,
+                     level=args.level, min_tissue=args.min_tissue, label_rule=args.label_rule,
+                     max_per_class=args.max_per_class, balance=args.balance, seed=args.seed, format=args.format)
+    if len(args.slides) > 1:
+        for given, what in ((args.annotations, "--annotations"), (args.mask, "--mask")):
+            if given is not None and not Path(given).is_dir():
+                raise InputError(f"{given}: with several slides, {what} must be a folder of files named "
+                                 f"after the slides")
+    start = time.monotonic()
+    plans = []
+    with ExitStack() as stack:
+        for path in args.slides:
+            slide = stack.enter_context(open_slide(path))
+            ann = find_companion(path, args.annotations, XML_SUFFIXES + GEOJSON_SUFFIXES)
+            mask = find_companion(path, args.mask, MASK_SUFFIXES)
+            plan = plan_for_slide(slide, spec, annotations=ann, mask=mask)
+            if not args.quiet:
+                print(f"{Path(path).name}: {plan.counts()} patches, {plan.uncertain} uncertain skipped, "
+                      f"annotations: {ann.name if ann else 'none (all normal)'}", file=sys.stderr)
+            plans.append((slide, plan))
+        result = export_patches(plans, args.output, fmt=args.format, workers=args.workers,
+                                progress=_Progress("patches", quiet=args.quiet))
+    seconds = time.monotonic() - start
+    return {"output": str(args.output), "csv": str(result.csv), "counts": result.counts,
+            "uncertain_skipped": result.uncertain, "written": result.written,
+            "already_there": result.skipped_existing, "slides": len(plans),
+            "seconds": round(seconds, 2), "patches_per_second": round(result.patches_per_second, 1)}
+
+
+def _train(args: argparse.Namespace) -> dict[str, Any]:
+    from ..model import TrainConfig, read_patch_table, split_by_slide, train
+
+    config = TrainConfig(backbone=args.backbone, weights=args.weights, input_size=args.input_size,
+                         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                         seed=args.seed, augment=not args.no_augment, stain_norm=args.stain_norm,
+                         patience=args.patience, patch_mpp=args.patch_mpp)
+    table = read_patch_table(args.data)
+    if args.val:
+        train_table, val_table = table, read_patch_table(args.val)
+        shared = set(train_table.slides.tolist()) & set(val_table.slides.tolist())
+        if shared:
+            raise InputError(f"--val shares slides with the training data ({', '.join(sorted(shared)[:5])}); "
+                             f"validation must come from other slides")
+    else:
+        train_table, val_table = split_by_slide(table, fraction=args.val_fraction, seed=args.seed)
+        if not len(val_table):
+            warnings.warn(f"all patches come from one slide ({table.slides[0]}), so nothing can be held out "
+                          f"by slide: training without validation, threshold 0.5", stacklevel=1)
+    if config.weights == "imagenet" and config.backbone != "small-cnn":
+        from ..model import build_model
+
+        build_model(config.backbone, input_size=config.size, weights="imagenet")  # fail fast when offline
+    meter = _Progress("train", quiet=args.quiet)
+
+    def progress(state: dict) -> None:
+        if state.get("end_of_epoch"):
+            if not args.quiet:
+                extra = f", val AUC {state['val_auc']:.3f}" if "val_auc" in state else ""
+                print(f"\repoch {state['epoch']}/{state['epochs']}: loss {state['loss']:.4f}{extra}",
+                      file=sys.stderr, flush=True)
+        else:
+            meter(state["batch"], state["batches"])
+
+    result = train(train_table, val_table, args.output, config, progress=progress)
+    meta = result.card.to_dict()
+    return {"model": str(result.path), "backbone": config.backbone, "validation": meta.get("validation"),
+            "threshold": meta["threshold"], "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
+            "train": meta["training"]["train"], "val_slides": (meta["training"]["validation"] or {}).get("slides")}
+
+
+def _score(args: argparse.Namespace) -> dict[str, Any]:
+    import math
+
+    from ..model import load_model, read_patch_table, score_table
+
+    model, meta = load_model(args.model)
+    metrics = score_table(model, meta, read_patch_table(args.data), tta=args.tta)
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}

@@ -1,0 +1,175 @@
+"""The ``lymphmet`` argument parser: every command, its options and its help."""
+
+
+from __future__ import annotations
+
+import argparse
+
+from .. import __version__
+from .slides import _annotations_convert, _annotations_rasterize, _info, _mask, _synth
+from .learning import _patches, _score, _train
+from .predict import _demo, _evaluate, _predict
+
+__all__ = ['build_parser']
+
+
+def _saturation(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number in [0, 1], got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lymphmet",
+        description="Find lymph-node metastases in whole-slide images.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    # -q and --debug also work after the command name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", parents=[common], help="print a slide's levels, mpp and metadata")
+    p.add_argument("slide", help="a whole-slide image in any format OpenSlide reads")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("synth", parents=[common], help="write a synthetic lymph-node slide with its tumor XML",
+                       description="Write a deterministic, H&E-like synthetic lymph-node slide "
+                                   "(pyramidal JPEG TIFF) and an ASAP XML of its metastases beside it.")
+    p.add_argument("-o", "--output", required=True, help="the slide to write, e.g. slide.tif")
+    p.add_argument("--size", type=int, default=20_000, help="width in level-0 px (default 20000)")
+    p.add_argument("--height", type=int, default=None, help="height in px (default: --size)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lesions", type=int, default=3, help="metastases to place (default 3)")
+    p.add_argument("--mpp", type=float, default=0.25, help="µm per level-0 px (default 0.25)")
+    p.add_argument("--mask", default=None, help="also write the true tissue mask (PNG, downsample 16)")
+    p.add_argument("--no-artefacts", action="store_true", help="no pen mark, dust or fold")
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser("mask", parents=[common], help="detect tissue; write a 0/255 mask PNG + JSON sidecar",
+                       description="Detect tissue on a low-resolution level of a slide (HSV saturation, "
+                                   "minus ink, pen and debris) and write it as a mask.")
+    p.add_argument("slide")
+    p.add_argument("-o", "--output", required=True, help="mask file, .png or .tif")
+    res = p.add_mutually_exclusive_group()
+    res.add_argument("--mpp", type=float, default=8.0, help="working resolution, µm/px (default 8)")
+    res.add_argument("--downsample", type=float, default=None, help="working downsample, level-0 px per mask px")
+    p.add_argument("--saturation", type=_saturation, default=None, metavar="auto|S",
+                   help="saturation threshold in [0, 1], or auto (Otsu, the default)")
+    p.add_argument("--dark", type=int, default=50, help="reject pixels with max(RGB) below this (ink)")
+    p.add_argument("--bright", type=int, default=235, help="reject pixels with min(RGB) above this (glass)")
+    p.add_argument("--no-pen-filter", action="store_true", help="keep blue/green hues")
+    p.add_argument("--median", type=int, default=5, help="majority filter size, mask px (default 5)")
+    p.add_argument("--close", type=int, default=2, help="closing radius, mask px (default 2)")
+    p.add_argument("--no-fill-holes", action="store_true")
+    p.add_argument("--min-area-um2", type=float, default=20_000.0,
+                   help="drop objects smaller than this (default 20000 µm²)")
+    p.add_argument("--min-area-px", type=int, default=64, help="the same in mask px, for slides without mpp")
+    p.set_defaults(func=_mask)
+
+    p = sub.add_parser("patches", parents=[common], help="export labelled training patches (ImageFolder + patches.csv)")
+    p.add_argument("slides", nargs="+", metavar="SLIDE")
+    p.add_argument("-o", "--output", required=True, help="output folder (tumor/, normal/, patches.csv)")
+    p.add_argument("--annotations", help="an XML/GeoJSON, or a folder of them named after the slides")
+    p.add_argument("--mask", help="a saved tissue mask, or a folder of them named after the slides "
+                                  "(default: detect tissue)")
+    res = p.add_mutually_exclusive_group()
+    res.add_argument("--mpp", type=float, default=0.5, help="patch resolution, µm/px (default 0.5)")
+    res.add_argument("--level", type=int, default=None, help="read this level as is (slides without mpp)")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--stride", type=int, default=None, help="grid step in patch px (default: --size)")
+    p.add_argument("--min-tissue", type=float, default=0.5, help="minimum tissue fraction (default 0.5)")
+    p.add_argument("--label-rule", default="center", help="center (default) or fraction:T")
+    p.add_argument("--max-per-class", type=int, default=None, help="sample at most N per class and slide")
+    p.add_argument("--balance", action="store_true", help="sample normals down to the tumor count")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=("png", "jpeg"), default="png")
+    p.add_argument("--workers", type=int, default=None, help="threads (default: cores + 1)")
+    p.set_defaults(func=_patches)
+
+    from ..model import BACKBONES
+
+    p = sub.add_parser("train", parents=[common], help="train a tumor/normal patch classifier (.keras)")
+    p.add_argument("data", nargs="+", metavar="DATA", help="ImageFolders (tumor/, normal/) or patches.csv files")
+    p.add_argument("-o", "--output", required=True, help="model file, e.g. model.keras")
+    p.add_argument("--val", nargs="+", default=None, help="validation data from other slides "
+                                                          "(default: hold out whole slides of DATA)")
+    p.add_argument("--val-fraction", type=float, default=0.25, help="share of patches held out by slide")
+    p.add_argument("--backbone", choices=BACKBONES, default="efficientnetb0")
+    p.add_argument("--weights", default="imagenet", help="imagenet, none, or a weights file")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--input-size", type=int, default=None, help="model input px (default 224; small-cnn 128)")
+    p.add_argument("--patch-mpp", type=float, default=None, help="µm/px of the patches, when no patches.csv says")
+    p.add_argument("--stain-norm", choices=("none", "reinhard"), default="none")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--patience", type=int, default=5, help="early stopping patience, epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("score", parents=[common], help="score a model on a labelled ImageFolder")
+    p.add_argument("model")
+    p.add_argument("data", nargs="+", metavar="DIR")
+    p.add_argument("--no-tta", dest="tta", action="store_false",
+                   help="score each patch once, not as the mean over its 8 rotations and mirrorings")
+    p.set_defaults(func=_score)
+
+    p = sub.add_parser("predict", parents=[common], help="tumor heatmap, detections and slide score")
+    p.add_argument("slides", nargs="+", metavar="SLIDE")
+    p.add_argument("--model", required=True, help="a .keras model from lymphmet train")
+    p.add_argument("-o", "--output", required=True, help="output folder (one subfolder per slide when several)")
+    p.add_argument("--mask", help="a saved tissue mask, or a folder of them named after the slides")
+    p.add_argument("--stride", type=int, default=None, help="grid step in patch px (default: the patch size)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threshold", type=float, default=None, help="detection threshold (default: the model's)")
+    p.add_argument("--detect", choices=("components", "peaks"), default="components")
+    p.add_argument("--scheduler", default=None, help="tcp://host:8786 of a dask cluster, or local")
+    p.add_argument("--workers", type=int, default=2, help="worker processes for --scheduler local")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("evaluate", parents=[common], help="CAMELYON16 lesion FROC and slide AUC")
+    p.add_argument("--detections", required=True, help="folder of <id>/detections.csv (predict's output) or <id>.csv")
+    p.add_argument("--truth", required=True, help="folder of <id>.xml; a slide without one is normal")
+    p.add_argument("--slides", help="folder of the slides, for dimensions and mpp")
+    p.add_argument("--scores", help="slide scores: CSV slide,score or predict's JSON summary "
+                                    "(default: from each heatmap.tif)")
+    p.add_argument("--mpp", type=float, default=None, help="override the slides' µm/px (default theirs, else 0.243)")
+    p.add_argument("-o", "--output", help="FROC plot (default DETECTIONS/froc.png)")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("demo", parents=[common], help="the whole pipeline on built-in synthetic slides")
+    p.add_argument("-o", "--output", default="lymphmet-demo", help="output folder (default lymphmet-demo)")
+    p.add_argument("--size", type=int, default=12288, help="slide side in px at 0.5 µm/px (default 12288)")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--open", action="store_true", help="then open the test slide and results in napari")
+    p.set_defaults(func=_demo)
+
+    ann = sub.add_parser("annotations", parents=[common], help="convert or rasterize tumor annotations")
+    ann_sub = ann.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = ann_sub.add_parser("convert", parents=[common], help="ASAP XML <-> QuPath GeoJSON, by file extension")
+    p.add_argument("input", help="annotations: .xml (ASAP) or .geojson (QuPath)")
+    p.add_argument("output", help="where to write: .xml or .geojson")
+    p.add_argument("--slide", help="the slide, for --qupath-bounds")
+    p.add_argument("--qupath-bounds", action="store_true",
+                   help="GeoJSON coordinates are relative to the slide's bounds (QuPath, e.g. for MRXS)")
+    p.set_defaults(func=_annotations_convert)
+    p = ann_sub.add_parser("rasterize", parents=[common], help="write a tumor mask (0/255 PNG + JSON sidecar)")
+    p.add_argument("input", help="annotations: .xml (ASAP) or .geojson (QuPath)")
+    p.add_argument("--slide", required=True, help="the slide they belong to")
+    scale = p.add_mutually_exclusive_group(required=True)
+    scale.add_argument("--downsample", type=float, help="level-0 px per mask px, e.g. 32")
+    scale.add_argument("--level", type=int, help="match this pyramid level's size")
+    p.add_argument("-o", "--output", required=True, help="mask file, .png or .tif")
+    p.add_argument("--qupath-bounds", action="store_true",
+                   help="GeoJSON coordinates are relative to the slide's bounds")
+    p.set_defaults(func=_annotations_rasterize)
+    return parser

@@ -1,0 +1,26 @@
+"""CAMELYON16 evaluation: lesion FROC and slide AUC (the patch metrics, from ``model.metrics``, re-exported).
+"""
+
+from __future__ import annotations
+
+from .froc import (
+    DEFAULT_MPP,
+    EVAL_DOWNSAMPLE,
+    FP_RATES,
+    EvaluationWarning,
+    SlideEvaluation,
+    evaluate,
+    evaluation_mask,
+    froc,
+    froc_plot,
+    froc_score,
+    itc_labels,
+    read_detections,
+    score_slide,
+    slide_auc,
+)
+from ..model.metrics import best_threshold, binary_metrics, roc_auc  # patch metrics live with the model
+
+__all__ = ['DEFAULT_MPP', 'EVAL_DOWNSAMPLE', 'EvaluationWarning', 'FP_RATES', 'SlideEvaluation', 'best_threshold',
+           'binary_metrics', 'evaluate', 'evaluation_mask', 'froc', 'froc_plot', 'froc_score', 'itc_labels',
+           'read_detections', 'roc_auc', 'score_slide', 'slide_auc']

@@ -1,0 +1,69 @@
+"""Saving and loading models: one ``.keras`` file with its card inside, loaded in Keras safe mode."""
+
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_path
+from .card import METADATA_ENTRY, ModelCard, read_card
+from ..errors import InputError
+
+__all__ = ['load_model', 'save_model']
+
+
+# -- saving and loading --------------------------------------------------------------
+def save_model(model, path: str | os.PathLike, card: ModelCard) -> Path:
+    """Save ``model`` as ``.keras`` with its card (``lymphmet.json``) inside, atomically."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise InputError(f"{path}: a model file must end in .keras")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(METADATA_ENTRY, json.dumps(card.to_dict(), indent=2, default=_json_default))
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def load_model(path: str | os.PathLike):
+    """Load a model in Keras safe mode, with its card.
+
+    Returns
+    -------
+    model : keras.Model
+    card : ModelCard
+
+    Raises
+    ------
+    InputError
+        Missing, not a model, no metadata, or refused by safe mode (a
+        ``Lambda`` layer or other code that would run on load).
+    """
+    import keras
+
+    card = read_card(path)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except ValueError as exc:
+        text = " ".join(str(exc).split())
+        if "safe_mode" in text or "Lambda" in text or "unsafe" in text.lower():
+            raise InputError(f"{path}: refused in safe mode: the model holds code that would run on load "
+                             f"(e.g. a Lambda layer). Only use models from sources you trust") from None
+        raise InputError(f"{path}: not a valid Keras model ({text[:200]})") from None
+    except Exception as exc:
+        raise InputError(f"{path}: not a valid Keras model ({' '.join(str(exc).split())[:200]})") from None
+    return model, card

@@ -1,0 +1,70 @@
+"""Binary classification metrics in plain numpy: ROC AUC, thresholds, rates."""
+
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ['best_threshold', 'binary_metrics', 'roc_auc']
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties counted half).
+
+    Parameters
+    ----------
+    labels : (N,) array of bool or {0, 1}
+    scores : (N,) float array
+
+    Returns
+    -------
+    float
+        NaN when only one class is present.
+    """
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, np.float64)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def best_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold maximising Youden's J (sensitivity + specificity - 1).
+
+    Midway between neighbouring scores, so it generalises rather than
+    sitting on one sample; 0.5 when there is only one class.
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, np.float64)
+    if labels.all() or not labels.any():
+        return 0.5
+    values = np.unique(scores)
+    cuts = np.concatenate([[values[0] - 1e-6], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-6]])
+    sens = np.array([(scores[labels] >= c).mean() for c in cuts])
+    spec = np.array([(scores[~labels] < c).mean() for c in cuts])
+    j = sens + spec
+    best = np.flatnonzero(j == j.max())
+    return float(cuts[best[len(best) // 2]])
+
+
+def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """``n``, ``auc``, ``accuracy``, ``sensitivity``, ``specificity`` at ``threshold``."""
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, np.float64)
+    called = scores >= threshold
+
+    def rate(mask: np.ndarray) -> float:
+        return float(called[mask].mean()) if mask.any() else float("nan")
+
+    return {
+        "n": int(len(labels)),
+        "auc": roc_auc(labels, scores),
+        "accuracy": float((called == labels).mean()) if len(labels) else float("nan"),
+        "sensitivity": rate(labels),
+        "specificity": 1 - rate(~labels) if (~labels).any() else float("nan"),
+        "threshold": float(threshold),
+    }

@@ -1,0 +1,263 @@
+"""Training a patch classifier: the options, the phases, early stopping, and the saved card.
+
+TensorFlow is imported inside :func:`train`, never at import. The result
+is one ``.keras`` file with its :class:`~napari_lymphmet.model.ModelCard`
+inside: how the model sees patches, the decision threshold chosen on
+validation data, a training data summary and the validation metrics."""
+
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .architectures import BACKBONES, DEFAULT_INPUT, _set_trainable, build_model
+from .card import ModelCard
+from .data import _image_size, make_dataset
+from ..errors import InputError
+from .metrics import best_threshold, binary_metrics
+from .io import save_model
+from .preprocess import _reinhard_fit
+from .dataset import CLASSES, PatchTable
+
+__all__ = ["Phase", "TrainConfig", "TrainResult", "train", "training_phases"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training options; see ``lymphmet train --help``."""
+
+    backbone: str = "efficientnetb0"
+    weights: str = "imagenet"  # "imagenet", "none" or a path
+    input_size: int | None = None  # default per backbone
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    seed: int = 0
+    augment: bool = True
+    hed_sigma: float = 0.3  # HED stain augmentation strength
+    colour_sigma: float = 1.0  # slide-level colour shifts (Reinhard-like, in YUV)
+    blur_sigma: float = 1.0  # largest Gaussian blur, in input pixels (scanner focus)
+    stain_norm: str = "none"  # "none" or "reinhard"
+    patience: int = 5
+    fine_tune_fraction: float = 0.3  # of the backbone's layers unfrozen in phase 2
+    patch_mpp: float | None = None  # mpp of the training patches, when the data does not say
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise InputError(f"unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
+        if self.stain_norm not in ("none", "reinhard"):
+            raise InputError(f"stain normalisation must be none or reinhard, got {self.stain_norm!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InputError("epochs and batch size must be at least 1")
+        if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
+            raise InputError(f"{self.weights}: no such weights file (or use --weights imagenet|none)")
+
+    @property
+    def size(self) -> int:
+        return self.input_size or DEFAULT_INPUT[self.backbone]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of training: so many epochs at one learning rate.
+
+    ``unfreeze``: ``None`` trains everything; ``False`` only the head (the
+    backbone frozen); ``True`` the head and the top of the backbone.
+    """
+
+    epochs: int
+    learning_rate: float
+    unfreeze: bool | None = None
+
+
+def training_phases(config: TrainConfig) -> list[Phase]:
+    """From scratch, one phase; pretrained, the head first (a third of the
+    epochs), then the top of the backbone at a tenth of the rate, so the
+    random head does not wreck the pretrained features."""
+    if config.backbone == "small-cnn" or config.weights == "none":
+        return [Phase(config.epochs, config.learning_rate)]
+    head = max(1, config.epochs // 3)
+    return [Phase(head, config.learning_rate, False), Phase(config.epochs - head, config.learning_rate / 10, True)]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` produced: the file, its card and the curves."""
+
+    path: Path
+    card: ModelCard
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epochs_run: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+
+
+# -- training -------------------------------------------------------------------
+class _Callback:
+    """Progress, cancel and history for ``model.fit`` (made a Keras callback lazily)."""
+
+    @staticmethod
+    def make(progress, cancel, history, steps_per_epoch, epochs_total, epoch_offset):
+        import keras
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                if progress is not None:
+                    progress({"epoch": epoch_offset + self._epoch, "epochs": epochs_total, "batch": batch + 1,
+                              "batches": steps_per_epoch, "loss": float((logs or {}).get("loss", np.nan))})
+                if cancel is not None and cancel.is_set():
+                    self.model.stop_training = True
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._epoch = epoch
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                for key in ("loss", "val_loss", "val_auc", "auc"):
+                    if key in logs:
+                        history.setdefault(key, []).append(float(logs[key]))
+                if progress is not None:
+                    progress({"epoch": epoch_offset + epoch + 1, "epochs": epochs_total, "end_of_epoch": True,
+                              **{k: float(v) for k, v in logs.items()}})
+
+        return Callback()
+
+
+def train(
+    train_table: PatchTable,
+    val_table: PatchTable | None,
+    output: str | os.PathLike,
+    config: TrainConfig = TrainConfig(),
+    *,
+    progress: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> TrainResult:
+    """Train a classifier and save the best checkpoint to ``output`` (``.keras``).
+
+    Validation (whole held-out slides) drives early stopping on AUC and the
+    choice of checkpoint and threshold. Pretrained backbones train their
+    head first, then the top of the backbone at a tenth of the rate.
+    Setting ``cancel`` stops after the current batch; the best model so far
+    (or the current one, before any epoch ended) is still saved.
+    """
+    import keras
+
+    output = Path(output)
+    if output.suffix != ".keras":
+        raise InputError(f"{output}: a model file must end in .keras")
+    if not output.parent.is_dir():
+        raise InputError(f"{output}: output folder {output.parent} does not exist")
+    if len(np.unique(train_table.labels)) < 2:
+        raise InputError("the training data needs both tumor and normal patches")
+    start = time.monotonic()
+    keras.utils.set_random_seed(config.seed)
+    size = config.size
+    first = _image_size(train_table.paths[0])
+    card = ModelCard(
+        backbone=config.backbone,
+        weights=config.weights,
+        input_size=size,
+        patch_size=first,
+        patch_mpp=train_table.mpp or config.patch_mpp,
+        classes=CLASSES,
+        hed_sigma=config.hed_sigma if config.augment else 0.0,
+        colour_sigma=config.colour_sigma if config.augment else 0.0,
+        blur_sigma=config.blur_sigma if config.augment else 0.0,
+        # small-cnn sees haematoxylin/eosin/DAB optical densities, which it
+        # standardises per patch: a stain's strength then cancels out.
+        input_space="hed" if config.backbone == "small-cnn" else "rgb",
+        stain_norm=_reinhard_fit(train_table.paths, size, seed=config.seed) if config.stain_norm == "reinhard"
+        else None,
+        training={"train": train_table.summary(),
+                  "validation": val_table.summary() if val_table is not None and len(val_table) else None,
+                  "config": asdict(config)},
+    )
+    has_val = val_table is not None and len(val_table) > 0 and len(np.unique(val_table.labels)) == 2
+    train_ds = make_dataset(train_table, card, batch_size=config.batch_size, training=config.augment,
+                            seed=config.seed)
+    val_ds = make_dataset(val_table, card, batch_size=config.batch_size, training=False) if has_val else None
+    counts = np.bincount(train_table.labels, minlength=2)
+    class_weight = {i: float(len(train_table) / (2 * c)) for i, c in enumerate(counts)}
+
+    model = build_model(config.backbone, input_size=size, weights=config.weights)
+    checkpoint = output.with_name(f".{output.stem}.best.keras")
+    monitor, mode = ("val_auc", "max") if has_val else ("loss", "min")
+    history: dict[str, list[float]] = {}
+    steps = int(np.ceil(len(train_table) / config.batch_size))
+    phases = [(p.epochs, p.learning_rate, p.unfreeze) for p in training_phases(config)]
+    epochs_run, best = 0, None
+    try:
+        for epochs, lr, unfreeze in phases:
+            if epochs <= 0 or (cancel is not None and cancel.is_set()):
+                continue
+            if unfreeze is not None:
+                _set_trainable(model.get_layer("backbone"), unfreeze, config.fine_tune_fraction)
+            model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
+                          metrics=[keras.metrics.AUC(name="auc"), "accuracy"])
+            save_best = keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, mode=mode, save_best_only=True,
+                                                        initial_value_threshold=best)
+            callbacks = [save_best, _Callback.make(progress, cancel, history, steps, config.epochs, epochs_run)]
+            if has_val:  # without validation the training loss is too noisy to stop on
+                callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
+            fit = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight, verbose=0,
+                            callbacks=callbacks)
+            epochs_run += len(fit.history.get("loss", []))
+            best = save_best.best if np.isfinite(save_best.best) else best
+        cancelled = cancel is not None and cancel.is_set()
+        if checkpoint.exists():
+            best_model = keras.saving.load_model(checkpoint, compile=False)
+        else:  # cancelled before an epoch ended: keep what there is
+            best_model = model
+        if config.backbone == "small-cnn":
+            _recalibrate_batchnorm(best_model, train_table, card)
+        if has_val:
+            scores = best_model.predict(val_ds, verbose=0).ravel()
+            threshold = best_threshold(val_table.labels, scores)
+            validation = binary_metrics(val_table.labels, scores, threshold)
+        else:
+            threshold, validation = 0.5, None
+        card = replace(card, threshold=float(threshold), validation=validation, epochs_run=epochs_run,
+                       cancelled=cancelled, history=history)
+        save_model(best_model, output, card)
+    finally:
+        checkpoint.unlink(missing_ok=True)
+    return TrainResult(output, card, history, epochs_run, time.monotonic() - start, cancelled)
+
+
+def _recalibrate_batchnorm(model, table: PatchTable, card: ModelCard, *, limit: int = 2048,
+                           batch_size: int = 64) -> None:
+    """Set every BatchNorm layer's moving statistics to the exact statistics of its input.
+
+    Training sees augmented patches, and few hundred steps leave the moving
+    averages far from the un-augmented data met at inference, which skews
+    every probability. So, layer by layer in order, the mean and variance of
+    each BatchNorm's input over (up to ``limit``) plain training patches
+    replace its moving statistics ("precise BN").
+    """
+    import keras
+
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if not bns:
+        return
+    if len(table) > limit:
+        table = table.subset(np.random.default_rng(0).choice(len(table), limit, replace=False))
+    batches = [x for x, _ in make_dataset(table, card, batch_size=batch_size, training=False)]
+    for bn in bns:
+        probe = keras.Model(model.inputs, bn.input)
+        total, total_sq, count = 0.0, 0.0, 0
+        for x in batches:
+            values = np.asarray(probe(x, training=False), np.float64)
+            values = values.reshape(-1, values.shape[-1])
+            total = total + values.sum(axis=0)
+            total_sq = total_sq + (values**2).sum(axis=0)
+            count += len(values)
+        mean = total / count
+        bn.moving_mean.assign(mean.astype(np.float32))
+        bn.moving_variance.assign(np.maximum(total_sq / count - mean**2, 0).astype(np.float32))

@@ -1,0 +1,114 @@
+"""Predict a cohort: every slide's heatmap, detections and score, one slide at a time.
+
+The CLI (``lymphmet predict``), the demo and the napari widgets all run
+slides through :func:`predict_slides`, so they write the same files and
+report the same figures.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..inference import PredictResult, model_id, predict_slide, slide_score, write_outputs
+from ..model import load_model
+from ..tissue import MASK_SUFFIXES, find_companion, tissue_for
+from ..wsi import open_slide
+
+__all__ = ["PredictOptions", "SlidePrediction", "predict_slides"]
+
+ProgressFactory = Callable[[str], Callable[[int, int], None]]
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to predict: see ``lymphmet predict --help``.
+
+    ``mask`` is a saved mask (one slide) or a folder of masks named after
+    the slides; ``None`` detects tissue. ``threshold`` ``None`` takes the
+    model's own. ``scheduler`` is a dask address or ``"local"``.
+    """
+
+    mask: str | os.PathLike | None = None
+    stride: int | None = None
+    batch_size: int = 64
+    threshold: float | None = None
+    detect: str = "components"
+    scheduler: str | None = None
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class SlidePrediction:
+    """One slide's result: the heatmap run and the files written."""
+
+    slide: str
+    slide_id: str
+    out_dir: Path
+    result: PredictResult
+    paths: dict[str, str]
+
+    @property
+    def slide_score(self) -> float:
+        return slide_score(self.result.heatmap)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON row ``lymphmet predict`` prints for this slide."""
+        r = self.result
+        return {"slide": self.slide, "grid": [r.grid.rows, r.grid.cols], "downsample": r.grid.downsample,
+                "patches": r.total, "predicted": r.predicted, "resumed": r.resumed, "seconds": round(r.seconds, 2),
+                "patches_per_second": round(r.patches_per_second, 1), "slide_score": round(self.slide_score, 6),
+                **self.paths}
+
+
+def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.PathLike, out: str | os.PathLike,
+                   options: PredictOptions = PredictOptions(), *,
+                   progress: ProgressFactory | None = None) -> Iterator[SlidePrediction]:
+    """Predict each slide in turn, yielding its result as soon as its files are written.
+
+    One slide writes into ``out``; several into ``out/<slide id>/``. A
+    partial heatmap is checkpointed there, so an interrupted run resumes.
+
+    Raises
+    ------
+    InputError
+        Bad model, slide, mask or output folder (before any slide is
+        predicted where it can be checked up front).
+    """
+    if len(slides) > 1 and options.mask is not None and not Path(options.mask).is_dir():
+        raise InputError(f"{options.mask}: with several slides, --mask must be a folder of masks named after them")
+    model, card = load_model(model_path)
+    key = model_id(model_path)
+    out_root = Path(out)
+    if not out_root.parent.is_dir():
+        raise InputError(f"{out_root}: output folder {out_root.parent} does not exist")
+    threshold = options.threshold if options.threshold is not None else card.threshold
+    with ExitStack() as stack:
+        client = None
+        if options.scheduler:
+            from ..inference import connect
+
+            client = stack.enter_context(connect(options.scheduler, n_workers=options.workers))
+        for path in slides:
+            with open_slide(path) as slide:
+                out_dir = out_root / slide.slide_id if len(slides) > 1 else out_root
+                out_dir.mkdir(parents=True, exist_ok=True)
+                tissue = tissue_for(slide, find_companion(path, options.mask, MASK_SUFFIXES))
+                meter = progress(slide.slide_id) if progress is not None else None
+                run = dict(tissue_mask=tissue.mask, tissue_downsample=tissue.downsample, stride=options.stride,
+                           batch_size=options.batch_size, progress=meter)
+                if client is not None:
+                    from ..inference import predict_distributed
+
+                    result = predict_distributed(client, slide, str(model_path), card, **run)
+                else:
+                    result = predict_slide(slide, model, card, model_key=key,
+                                           checkpoint=out_dir / ".heatmap.partial.npz", **run)
+                paths = write_outputs(out_dir, slide, result, model_name=Path(model_path).name,
+                                      threshold=threshold, method=options.detect)
+                yield SlidePrediction(slide.path, slide.slide_id, out_dir, result, paths)

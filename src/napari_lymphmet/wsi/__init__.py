@@ -1,0 +1,23 @@
+"""Whole-slide images: open, read and write them.
+
+``open_slide`` gives a :class:`Slide` (thin: frozen :class:`SlideInfo`
+metadata, a :class:`TileStore` of per-level readers and a byte-bounded
+cache); ``Slide.pyramid()`` is one lazy dask array per level. ``tiffwrite``
+streams pyramidal JPEG TIFFs. Depends on nothing else in the package but
+``errors``.
+"""
+
+from __future__ import annotations
+
+from .cache import TileCache
+from .info import SlideInfo
+from .levels import DIRECT_COMPRESSIONS, LevelReader, OpenSlideLevel, TiffLevel, composite_on_white
+from .pyramid import LevelArray, RegionReader, TileReader, tile_array
+from .slide import DEFAULT_CACHE_BYTES, DEFAULT_TILE, DIRECT_VENDORS, Slide, open_slide
+from .tiles import TileStore
+from .tiffwrite import PyramidInfo, RenderFn, pyramid_shapes, write_jpeg_pages, write_pyramid_tiff
+
+__all__ = ["DEFAULT_CACHE_BYTES", "DEFAULT_TILE", "DIRECT_COMPRESSIONS", "DIRECT_VENDORS", "LevelArray", "LevelReader",
+           "OpenSlideLevel", "PyramidInfo", "RegionReader", "RenderFn", "Slide", "SlideInfo", "TiffLevel", "TileCache",
+           "TileReader", "TileStore", "composite_on_white", "open_slide", "pyramid_shapes", "tile_array",
+           "write_jpeg_pages", "write_pyramid_tiff"]
