@@ -235,3 +235,26 @@ def test_model_card_checks_its_input_and_survives_pickling():
     with pytest.raises(TypeError):
         card.training["a"] = 3  # read-only all the way down
     assert pickle.loads(pickle.dumps(card)) == card  # dask.distributed ships cards to workers
+
+
+def test_patches_without_slide_ids_are_not_split_and_not_listed(tmp_path, capsys):
+    """PatchCamelyon-style names say nothing about their slide: no fake slide split, no list of names."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for label, mean in (("tumor", 170), ("normal", 90)):
+        (tmp_path / "pcam" / label).mkdir(parents=True)
+        for i in range(40):
+            pixels = np.clip(rng.normal(mean, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+            index = i + (0 if label == "tumor" else 40)
+            Image.fromarray(pixels).save(tmp_path / "pcam" / label / f"pcam-train-{index:07d}.png")
+    table = read_patch_table([tmp_path / "pcam"])
+    assert table.unknown_slides == 80 and slide_of_filename("pcam-train-0000001.jpg") == ""
+    assert table.summary() == {"patches": 80, "tumor": 40, "normal": 40, "slides": [], "patches_without_slide_id": 80}
+    train_t, val_t = split_by_slide(table)
+    assert len(train_t) == 80 and len(val_t) == 0
+    code, summary, err = run_main(capsys, "train", str(tmp_path / "pcam"), "-o", str(tmp_path / "m.keras"),
+                                  "--backbone", "small-cnn", "--weights", "none", "--epochs", "1", "--input-size", "32")
+    assert code == 0, err
+    assert "carry no slide id" in err and "--val" in err
+    assert summary["train"]["slides"] == [] and summary["val_slides"] is None

@@ -54,7 +54,7 @@ def _patches(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:
-    from ..model import TrainConfig, read_patch_table, split_by_slide, train
+    from ..model import TrainConfig, read_patch_table, split_by_slide, train, why_no_split
 
     config = TrainConfig(backbone=args.backbone, weights=args.weights, input_size=args.input_size,
                          epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -63,15 +63,15 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     table = read_patch_table(args.data)
     if args.val:
         train_table, val_table = table, read_patch_table(args.val)
-        shared = set(train_table.slides.tolist()) & set(val_table.slides.tolist())
+        shared = (set(train_table.slides.tolist()) & set(val_table.slides.tolist())) - {""}
         if shared:
             raise InputError(f"--val shares slides with the training data ({', '.join(sorted(shared)[:5])}); "
                              f"validation must come from other slides")
     else:
         train_table, val_table = split_by_slide(table, fraction=args.val_fraction, seed=args.seed)
         if not len(val_table):
-            warnings.warn(f"all patches come from one slide ({table.slides[0]}), so nothing can be held out "
-                          f"by slide: training without validation, threshold 0.5", stacklevel=1)
+            warnings.warn(why_no_split(table) + ": training without validation, threshold 0.5; give --val "
+                          "with patches from other slides", stacklevel=1)
     if config.weights == "imagenet" and config.backbone != "small-cnn":
         from ..model import build_model
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 from .architectures import BACKBONES, DEFAULT_INPUT, build_model
 from .card import CARD_VERSION, METADATA_ENTRY, ModelCard, read_card, read_metadata
 from .data import make_dataset
-from .dataset import CLASSES, IMAGE_SUFFIXES, PatchTable, read_patch_table, slide_of_filename, split_by_slide
+from .dataset import (
+    CLASSES,
+    IMAGE_SUFFIXES,
+    PatchTable,
+    read_patch_table,
+    slide_of_filename,
+    split_by_slide,
+    why_no_split,
+)
 from .io import load_model, save_model
 from .metrics import best_threshold, binary_metrics, roc_auc
 from .predict import predict_patches, score_table
@@ -20,4 +28,4 @@ __all__ = ["BACKBONES", "CARD_VERSION", "CLASSES", "DEFAULT_INPUT", "IMAGE_SUFFI
            "PatchTable", "Phase", "TrainConfig", "TrainResult", "best_threshold", "binary_metrics", "build_model",
            "load_model", "make_dataset", "predict_patches", "prepare_batch", "read_card", "read_metadata",
            "read_patch_table", "roc_auc", "save_model", "score_table", "slide_of_filename", "split_by_slide", "train",
-           "training_phases"]
+           "training_phases", "why_no_split"]

@@ -20,7 +20,8 @@ from ..annotations import CLASSES
 
 from ..errors import InputError
 
-__all__ = ['CLASSES', 'IMAGE_SUFFIXES', 'PatchTable', 'read_patch_table', 'slide_of_filename', 'split_by_slide']
+__all__ = ["CLASSES", "IMAGE_SUFFIXES", "PatchTable", "read_patch_table", "slide_of_filename", "split_by_slide",
+           "why_no_split"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 # <slide>_<x>_<y>, optionally followed by our _<mpp>mpp or _L<level> tag.
@@ -29,7 +30,11 @@ _COORDS = re.compile(r"^(?P<slide>.+)_(?P<x>\d+)_(?P<y>\d+)(?:_(?:[\d.]+mpp|L\d+
 
 @dataclass
 class PatchTable:
-    """Patch files with labels (1 tumor, 0 normal) and slide ids; arrays ``(N,)``."""
+    """Patch files with labels (1 tumor, 0 normal) and slide ids; arrays ``(N,)``.
+
+    A slide id is ``""`` when the patch's name and table do not say which
+    slide it came from (PatchCamelyon's ``pcam-train-0001234.jpg``, say).
+    """
 
     paths: np.ndarray
     labels: np.ndarray
@@ -42,16 +47,29 @@ class PatchTable:
     def subset(self, keep: np.ndarray) -> PatchTable:
         return PatchTable(self.paths[keep], self.labels[keep], self.slides[keep], self.mpp)
 
+    @property
+    def unknown_slides(self) -> int:
+        """Patches whose slide is not known."""
+        return int((self.slides == "").sum())
+
     def summary(self) -> dict:
-        return {"patches": len(self), "tumor": int(self.labels.sum()), "normal": int((self.labels == 0).sum()),
-                "slides": sorted(set(self.slides.tolist()))}
+        """Counts per class and the known slide ids (patches of unknown slides are counted, not listed)."""
+        out = {"patches": len(self), "tumor": int(self.labels.sum()), "normal": int((self.labels == 0).sum()),
+               "slides": sorted(set(self.slides.tolist()) - {""})}
+        if self.unknown_slides:
+            out["patches_without_slide_id"] = self.unknown_slides
+        return out
 
 
 def slide_of_filename(name: str) -> str:
-    """``tumor_073_100242_30748.png`` → ``tumor_073``; otherwise the whole stem."""
-    stem = Path(name).stem
-    match = _COORDS.match(stem)
-    return match.group("slide") if match else stem
+    """``tumor_073_100242_30748.png`` → ``tumor_073``; ``""`` (unknown) when the name holds no coordinates.
+
+    A name without ``<slide>_<x>_<y>`` says nothing about its slide: taking
+    each file for a slide of its own would let a "slide split" put patches
+    of one slide on both sides.
+    """
+    match = _COORDS.match(Path(name).stem)
+    return match.group("slide") if match else ""
 
 
 def _from_csv(path: Path) -> PatchTable:
@@ -121,9 +139,10 @@ def split_by_slide(table: PatchTable, *, fraction: float = 0.25, seed: int = 0) 
     """Hold out whole slides (about ``fraction`` of the patches) for validation.
 
     Prefers a hold-out that has both classes; returns an empty validation
-    table when there is only one slide.
+    table when there are fewer than two known slides. Patches of unknown
+    slides always stay in training.
     """
-    slides = np.unique(table.slides)
+    slides = np.unique(table.slides[table.slides != ""])
     if len(slides) < 2:
         return table, table.subset(np.zeros(len(table), bool))
     rng = np.random.default_rng(seed)
@@ -141,3 +160,11 @@ def split_by_slide(table: PatchTable, *, fraction: float = 0.25, seed: int = 0) 
         if best_score is None or score > best_score:
             best, best_score = mask, score
     return table.subset(~best), table.subset(best)
+
+
+def why_no_split(table: PatchTable) -> str:
+    """Why :func:`split_by_slide` held nothing out, in words for the user."""
+    if table.unknown_slides:
+        return (f"{table.unknown_slides} patch names carry no slide id (as in PatchCamelyon), so no slide split "
+                f"is attempted")
+    return f"all patches come from one slide ({table.slides[0]}), so nothing can be held out by slide"

@@ -60,7 +60,7 @@ class TrainWidget(PluginWidget):
 
     def start(self, *, block: bool = True) -> Any:
         """Train; ``block=False`` runs in a worker (progress per batch, curves per epoch)."""
-        from ...model import TrainConfig, read_patch_table, split_by_slide
+        from ...model import TrainConfig, read_patch_table, split_by_slide, why_no_split
 
         try:
             if not str(self.data.value) or str(self.data.value) == ".":
@@ -75,6 +75,8 @@ class TrainWidget(PluginWidget):
                 train_table, val_table = table, read_patch_table([self.val.value])
             else:
                 train_table, val_table = split_by_slide(table)
+                if not len(val_table):
+                    self._warn(why_no_split(table) + ": training without validation; choose a validation folder")
         except InputError as exc:
             self._warn(str(exc))
             return None
