@@ -43,6 +43,19 @@ def open_widget(viewer, display_name: str):
     return widget
 
 
+def write_patch_folder(root: Path, names, *, size: int = 32, seed: int = 0) -> Path:
+    """An ImageFolder of noisy flat patches, bright tumor and dark normal: ``names(label)`` gives the file names."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label, mean in (("tumor", 170), ("normal", 90)):
+        (root / label).mkdir(parents=True)
+        for name in names(label):
+            pixels = np.clip(rng.normal(mean, 30, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / label / name)
+    return root
+
+
 BAD_INPUTS = ["missing", "text", "truncated", "directory", "truncated-tail"]
 
 

@@ -15,7 +15,7 @@ from napari_lymphmet.errors import InputError
 from napari_lymphmet.evaluation import best_threshold, binary_metrics, roc_auc
 from napari_lymphmet.model import read_patch_table, slide_of_filename, split_by_slide
 
-from .conftest import DATA, run_main
+from .conftest import DATA, run_main, write_patch_folder
 
 pytestmark = pytest.mark.tf
 
@@ -239,15 +239,8 @@ def test_model_card_checks_its_input_and_survives_pickling():
 
 def test_patches_without_slide_ids_are_not_split_and_not_listed(tmp_path, capsys):
     """PatchCamelyon-style names say nothing about their slide: no fake slide split, no list of names."""
-    from PIL import Image
-
-    rng = np.random.default_rng(1)
-    for label, mean in (("tumor", 170), ("normal", 90)):
-        (tmp_path / "pcam" / label).mkdir(parents=True)
-        for i in range(40):
-            pixels = np.clip(rng.normal(mean, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
-            index = i + (0 if label == "tumor" else 40)
-            Image.fromarray(pixels).save(tmp_path / "pcam" / label / f"pcam-train-{index:07d}.png")
+    write_patch_folder(tmp_path / "pcam", lambda label: [f"pcam-train-{i + 40 * (label == 'normal'):07d}.png"
+                                                         for i in range(40)], seed=1)
     table = read_patch_table([tmp_path / "pcam"])
     assert table.unknown_slides == 80 and slide_of_filename("pcam-train-0000001.jpg") == ""
     assert table.summary() == {"patches": 80, "tumor": 40, "normal": 40, "slides": [], "patches_without_slide_id": 80}

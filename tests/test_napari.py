@@ -284,17 +284,11 @@ def test_patches_widget_preview_counts_and_export_matches_cli(make_napari_viewer
 
 @pytest.mark.tf
 def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(make_napari_viewer, tmp_path, qtbot):
-    from PIL import Image
-
     from napari_lymphmet.model import load_model
 
-    rng = np.random.default_rng(0)
-    for label, mean in (("tumor", 170), ("normal", 90)):
-        (tmp_path / "data" / label).mkdir(parents=True)
-        for slide in ("a", "b"):
-            for i in range(6):
-                pixels = np.clip(rng.normal(mean, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(tmp_path / "data" / label / f"s{slide}_{i}_0.png")
+    from .conftest import write_patch_folder
+
+    write_patch_folder(tmp_path / "data", lambda _label: [f"s{s}_{i}_0.png" for s in "ab" for i in range(6)])
     viewer = make_napari_viewer()
     widget = open_widget(viewer, "Train")
     widget.data.value = tmp_path / "data"
@@ -316,7 +310,7 @@ def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(ma
     qtbot.waitUntil(lambda: widget.train_button.enabled, timeout=120_000)
     assert widget.result.cancelled and widget.result.epochs_run < 50
     model, meta = load_model(tmp_path / "cancelled.keras")
-    assert meta.cancelled is True and model.input_shape == (None, 128, 128, 3)
+    assert meta.cancelled is True and model.input_shape == (None, 32, 32, 3)  # small-cnn: the patch size
 
 
 def test_detect_widget_one_click_heatmap_and_detections(make_napari_viewer, synthetic_model, tmp_path,
@@ -375,3 +369,18 @@ def test_fifty_slides_opened_used_and_closed_leave_no_open_files(make_napari_vie
         counts.append(open_files())
         assert mask is not None
     assert counts[-1] <= counts[4] + 2, counts  # after warm-up, flat
+
+
+@pytest.mark.tf
+def test_detect_with_no_model_chosen_runs_the_bundled_model(make_napari_viewer, slide_with_xml, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setenv("NAPARI_LYMPHMET_CACHE", str(tmp_path))  # nothing remembered from earlier runs
+    slide_path, _ = slide_with_xml
+    viewer = make_napari_viewer()
+    viewer.open(str(slide_path), plugin="napari-lymphmet")
+    widget = open_widget(viewer, "Detect metastases")
+    assert str(widget.model_file.value) in ("", ".")
+    heat = widget.run()  # one click on a freshly opened slide
+    assert heat is not None and heat.name == "Tumor probability"
+    assert heat.metadata["downsample"] == pytest.approx(96 * 0.972 / 0.5)  # the bundled model's own grid
+    assert np.asarray(heat.data).max() > 0 and widget.status.value.startswith("done")

@@ -94,6 +94,12 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             "train": meta["training"]["train"], "val_slides": (meta["training"]["validation"] or {}).get("slides")}
 
 
+def _models(args: argparse.Namespace) -> dict[str, Any]:
+    from ..model import describe_models
+
+    return describe_models()
+
+
 def _score(args: argparse.Namespace) -> dict[str, Any]:
     import math
 

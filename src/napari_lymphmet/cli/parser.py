@@ -7,7 +7,7 @@ import argparse
 
 from .. import __version__
 from .slides import _annotations_convert, _annotations_rasterize, _info, _mask, _synth
-from .learning import _patches, _score, _train
+from .learning import _models, _patches, _score, _train
 from .predict import _demo, _evaluate, _predict
 
 __all__ = ['build_parser']
@@ -103,20 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "(default: hold out whole slides of DATA)")
     p.add_argument("--val-fraction", type=float, default=0.25, help="share of patches held out by slide")
     p.add_argument("--backbone", choices=BACKBONES, default="efficientnetb0")
-    p.add_argument("--weights", default="imagenet", help="imagenet, none, or a weights file")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--weights", default="imagenet",
+                   help="imagenet, none, a weights file, or a model (.keras or bundled name) to fine-tune")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default: from the data size (about 6000 steps; 8 to 200 epochs)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--input-size", type=int, default=None, help="model input px (default 224; small-cnn 128)")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="model input px (default 224; small-cnn: the patch size, at most 128)")
     p.add_argument("--patch-mpp", type=float, default=None, help="µm/px of the patches, when no patches.csv says")
     p.add_argument("--stain-norm", choices=("none", "reinhard"), default="none")
     p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--patience", type=int, default=5, help="early stopping patience, epochs")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping patience, epochs (default: a quarter of the epochs, at least 3)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("models", parents=[common], help="list the bundled models and the default")
+    p.set_defaults(func=_models)
+
     p = sub.add_parser("score", parents=[common], help="score a model on a labelled ImageFolder")
-    p.add_argument("model")
+    p.add_argument("model", help="a .keras file or a bundled model's name")
     p.add_argument("data", nargs="+", metavar="DIR")
     p.add_argument("--no-tta", dest="tta", action="store_false",
                    help="score each patch once, not as the mean over its 8 rotations and mirrorings")
@@ -124,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", parents=[common], help="tumor heatmap, detections and slide score")
     p.add_argument("slides", nargs="+", metavar="SLIDE")
-    p.add_argument("--model", required=True, help="a .keras model from lymphmet train")
+    p.add_argument("--model", default=None,
+                   help="a .keras model from lymphmet train, or a bundled model's name (default: the bundled "
+                        "default; see lymphmet models)")
     p.add_argument("-o", "--output", required=True, help="output folder (one subfolder per slide when several)")
     p.add_argument("--mask", help="a saved tissue mask, or a folder of them named after the slides")
     p.add_argument("--stride", type=int, default=None, help="grid step in patch px (default: the patch size)")

@@ -14,6 +14,7 @@ __all__ = []
 
 
 def _predict(args: argparse.Namespace) -> dict[str, Any]:
+    from ..model import DEFAULT_MODEL
     from ..workflows import PredictOptions, predict_slides
 
     options = PredictOptions(mask=args.mask, stride=args.stride, batch_size=args.batch_size,
@@ -21,7 +22,7 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
                              workers=args.workers)
     results = predict_slides(args.slides, args.model, args.output, options,
                              progress=lambda slide_id: _Progress(f"predict {slide_id}", quiet=args.quiet))
-    return {"model": str(args.model), "slides": [r.summary() for r in results]}
+    return {"model": str(args.model or DEFAULT_MODEL), "slides": [r.summary() for r in results]}
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:

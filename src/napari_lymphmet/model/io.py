@@ -13,6 +13,7 @@ import numpy as np
 
 from .._io import atomic_path
 from .card import METADATA_ENTRY, ModelCard, read_card
+from .registry import resolve_model
 from ..errors import InputError
 
 __all__ = ['load_model', 'save_model']
@@ -40,7 +41,7 @@ def _json_default(value: Any) -> Any:
 
 
 def load_model(path: str | os.PathLike):
-    """Load a model in Keras safe mode, with its card.
+    """Load a model (a ``.keras`` file or a bundled model's name) in Keras safe mode, with its card.
 
     Returns
     -------
@@ -55,6 +56,7 @@ def load_model(path: str | os.PathLike):
     """
     import keras
 
+    path = resolve_model(path)
     card = read_card(path)
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)

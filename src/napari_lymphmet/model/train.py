@@ -18,15 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from .architectures import BACKBONES, DEFAULT_INPUT, _set_trainable, build_model
-from .card import ModelCard
+from .card import ModelCard, read_card
 from .data import _image_size, make_dataset
 from ..errors import InputError
 from .metrics import best_threshold, binary_metrics
 from .io import save_model
+from .registry import bundled_models, resolve_model
 from .preprocess import _reinhard_fit
 from .dataset import CLASSES, PatchTable
 
-__all__ = ["Phase", "TrainConfig", "TrainResult", "train", "training_phases"]
+__all__ = ["TARGET_STEPS", "Phase", "TrainConfig", "TrainResult", "train", "training_phases"]
+
+
+TARGET_STEPS = 6000  # optimizer steps a default run aims for (see TrainConfig.for_data)
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,9 @@ class TrainConfig:
     """Training options; see ``lymphmet train --help``."""
 
     backbone: str = "efficientnetb0"
-    weights: str = "imagenet"  # "imagenet", "none" or a path
-    input_size: int | None = None  # default per backbone
-    epochs: int = 10
+    weights: str = "imagenet"  # "imagenet", "none", a weights file, or a model (file or bundled name) to fine-tune
+    input_size: int | None = None  # default per backbone (small-cnn: the patch size, at most 128)
+    epochs: int | None = None  # default from the data: see schedule_for
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
@@ -45,7 +49,7 @@ class TrainConfig:
     colour_sigma: float = 1.0  # slide-level colour shifts (Reinhard-like, in YUV)
     blur_sigma: float = 1.0  # largest Gaussian blur, in input pixels (scanner focus)
     stain_norm: str = "none"  # "none" or "reinhard"
-    patience: int = 5
+    patience: int | None = None  # epochs without a better validation AUC; default a quarter of the epochs
     fine_tune_fraction: float = 0.3  # of the backbone's layers unfrozen in phase 2
     patch_mpp: float | None = None  # mpp of the training patches, when the data does not say
 
@@ -54,14 +58,30 @@ class TrainConfig:
             raise InputError(f"unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
         if self.stain_norm not in ("none", "reinhard"):
             raise InputError(f"stain normalisation must be none or reinhard, got {self.stain_norm!r}")
-        if self.epochs < 1 or self.batch_size < 1:
+        if (self.epochs is not None and self.epochs < 1) or self.batch_size < 1:
             raise InputError("epochs and batch size must be at least 1")
-        if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
-            raise InputError(f"{self.weights}: no such weights file (or use --weights imagenet|none)")
+        if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file() \
+                and self.weights not in bundled_models():
+            raise InputError(f"{self.weights}: no such weights file nor bundled model (use --weights imagenet|none, "
+                             f"a file, or one of: {', '.join(bundled_models()) or 'no bundled models'})")
 
     @property
     def size(self) -> int:
         return self.input_size or DEFAULT_INPUT[self.backbone]
+
+    def for_data(self, patches: int, patch_size: int) -> TrainConfig:
+        """This config with every "from the data" default filled in, for ``patches`` of ``patch_size`` px.
+
+        - small-cnn's input: the patch size, at most 128 (upsampling adds only work);
+        - epochs: about ``TARGET_STEPS`` optimizer steps, between 8 and 200
+          epochs, so 39 patches and 20,000 both get a sensible run;
+        - patience: a quarter of the epochs, at least 3.
+        """
+        size = self.input_size or (min(patch_size, DEFAULT_INPUT["small-cnn"]) if self.backbone == "small-cnn"
+                                   else DEFAULT_INPUT[self.backbone])
+        steps = max(1, -(-patches // self.batch_size))
+        epochs = self.epochs or int(np.clip(-(-TARGET_STEPS // steps), 8, 200))
+        return replace(self, input_size=size, epochs=epochs, patience=self.patience or max(3, epochs // 4))
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,8 @@ def training_phases(config: TrainConfig) -> list[Phase]:
     """From scratch, one phase; pretrained, the head first (a third of the
     epochs), then the top of the backbone at a tenth of the rate, so the
     random head does not wreck the pretrained features."""
+    if _parent_model(config.weights) is not None:  # fine-tuning a whole trained model: gently
+        return [Phase(config.epochs, config.learning_rate / 10)]
     if config.backbone == "small-cnn" or config.weights == "none":
         return [Phase(config.epochs, config.learning_rate)]
     head = max(1, config.epochs // 3)
@@ -158,23 +180,34 @@ def train(
         raise InputError("the training data needs both tumor and normal patches")
     start = time.monotonic()
     keras.utils.set_random_seed(config.seed)
-    size = config.size
     first = _image_size(train_table.paths[0])
+    parent = _parent_model(config.weights)
+    if parent is not None:  # fine-tuning keeps the model's architecture, input size and resolution
+        parent_path, parent_card = parent
+        if train_table.mpp and parent_card.patch_mpp and abs(train_table.mpp / parent_card.patch_mpp - 1) > 0.05:
+            raise InputError(f"the patches are at {train_table.mpp:g} µm/px but {parent_path.name} was trained at "
+                             f"{parent_card.patch_mpp:g}; export patches at its resolution to fine-tune it")
+        config = replace(config, backbone=parent_card.backbone, input_size=parent_card.input_size)
+    config = config.for_data(len(train_table), first)
+    size = config.size
+    keep = parent[1] if parent is not None else None  # what fine-tuning must not change
     card = ModelCard(
         backbone=config.backbone,
         weights=config.weights,
         input_size=size,
-        patch_size=first,
-        patch_mpp=train_table.mpp or config.patch_mpp,
+        patch_size=keep.patch_size if keep else first,
+        patch_mpp=keep.patch_mpp if keep else (train_table.mpp or config.patch_mpp),
         classes=CLASSES,
         hed_sigma=config.hed_sigma if config.augment else 0.0,
         colour_sigma=config.colour_sigma if config.augment else 0.0,
         blur_sigma=config.blur_sigma if config.augment else 0.0,
         # small-cnn sees haematoxylin/eosin/DAB optical densities, which it
         # standardises per patch: a stain's strength then cancels out.
-        input_space="hed" if config.backbone == "small-cnn" else "rgb",
-        stain_norm=_reinhard_fit(train_table.paths, size, seed=config.seed) if config.stain_norm == "reinhard"
-        else None,
+        input_space=keep.input_space if keep else ("hed" if config.backbone == "small-cnn" else "rgb"),
+        stain_norm=keep.stain_norm if keep else (_reinhard_fit(train_table.paths, size, seed=config.seed)
+                                                 if config.stain_norm == "reinhard" else None),
+        extra={"parent": {"model": parent[0].name, "threshold": parent[1].threshold,
+                          "validation": parent[1].validation}} if parent is not None else {},
         training={"train": train_table.summary(),
                   "validation": val_table.summary() if val_table is not None and len(val_table) else None,
                   "config": asdict(config)},
@@ -186,7 +219,10 @@ def train(
     counts = np.bincount(train_table.labels, minlength=2)
     class_weight = {i: float(len(train_table) / (2 * c)) for i, c in enumerate(counts)}
 
-    model = build_model(config.backbone, input_size=size, weights=config.weights)
+    if parent is None:
+        model = build_model(config.backbone, input_size=size, weights=config.weights)
+    else:
+        model = keras.saving.load_model(parent[0], safe_mode=True, compile=False)
     checkpoint = output.with_name(f".{output.stem}.best.keras")
     monitor, mode = ("val_auc", "max") if has_val else ("loss", "min")
     history: dict[str, list[float]] = {}
@@ -199,7 +235,9 @@ def train(
                 continue
             if unfreeze is not None:
                 _set_trainable(model.get_layer("backbone"), unfreeze, config.fine_tune_fraction)
-            model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
+            # Cosine decay to a twentieth over the phase: big steps early, a settled model at the end.
+            schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps), alpha=0.05)
+            model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
                           metrics=[keras.metrics.AUC(name="auc"), "accuracy"])
             save_best = keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, mode=mode, save_best_only=True,
                                                         initial_value_threshold=best)
@@ -261,3 +299,11 @@ def _recalibrate_batchnorm(model, table: PatchTable, card: ModelCard, *, limit: 
         mean = total / count
         bn.moving_mean.assign(mean.astype(np.float32))
         bn.moving_variance.assign(np.maximum(total_sq / count - mean**2, 0).astype(np.float32))
+
+
+def _parent_model(weights: str) -> tuple[Path, ModelCard] | None:
+    """The trained model ``weights`` names (a ``.keras`` file or a bundled name), to fine-tune; else ``None``."""
+    if weights in ("imagenet", "none") or not (weights in bundled_models() or weights.endswith(".keras")):
+        return None
+    path = resolve_model(weights)
+    return path, read_card(path)

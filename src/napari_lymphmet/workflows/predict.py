@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..inference import PredictResult, model_id, predict_slide, slide_score, write_outputs
-from ..model import load_model
+from ..model import load_model, resolve_model
 from ..tissue import MASK_SUFFIXES, find_companion, tissue_for
 from ..wsi import open_slide
 
@@ -66,13 +66,15 @@ class SlidePrediction:
                 **self.paths}
 
 
-def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.PathLike, out: str | os.PathLike,
+def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.PathLike | None, out: str | os.PathLike,
                    options: PredictOptions = PredictOptions(), *,
                    progress: ProgressFactory | None = None) -> Iterator[SlidePrediction]:
     """Predict each slide in turn, yielding its result as soon as its files are written.
 
-    One slide writes into ``out``; several into ``out/<slide id>/``. A
-    partial heatmap is checkpointed there, so an interrupted run resumes.
+    ``model_path`` is a ``.keras`` file or a bundled model's name; ``None``
+    is the default bundled model. One slide writes into ``out``; several
+    into ``out/<slide id>/``. A partial heatmap is checkpointed there, so an
+    interrupted run resumes.
 
     Raises
     ------
@@ -82,6 +84,7 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
     """
     if len(slides) > 1 and options.mask is not None and not Path(options.mask).is_dir():
         raise InputError(f"{options.mask}: with several slides, --mask must be a folder of masks named after them")
+    model_path = resolve_model(model_path)
     model, card = load_model(model_path)
     key = model_id(model_path)
     out_root = Path(out)

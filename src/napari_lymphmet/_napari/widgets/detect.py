@@ -41,6 +41,7 @@ class DetectWidget(PluginWidget):
         self.detections = np.zeros((0, 3))
         self.slide_box = ComboBox(label="slide", choices=self._slide_choices)
         self.model_file = FileEdit(label="model", mode="r", filter="*.keras", value=self._last_model())
+        self.model_file.tooltip = "a .keras model; leave empty for the bundled lymph-node model"
         self.mask_box = ComboBox(label="tissue mask", choices=self._mask_choices)
         self.run_button = PushButton(text="Detect metastases")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -86,21 +87,21 @@ class DetectWidget(PluginWidget):
         Returns the heatmap layer when blocking, else the worker.
         """
         from ...inference import grid_for, iter_predict
-        from ...model import load_model
+        from ...model import load_model, resolve_model
         from ...tissue import tissue_for
 
         image = self.slide_box.value
         try:
             if image is None:
                 raise InputError("open a slide first")
-            model_path = str(self.model_file.value)
-            if not model_path or not Path(model_path).is_file():
-                raise InputError("choose a model file (.keras)")
+            chosen = str(self.model_file.value)
+            model_path = resolve_model(chosen)  # no file chosen: the bundled default
             model, card = load_model(model_path)
         except InputError as exc:
             self._warn(str(exc))
             return None
-        self._remember(model_path)
+        if Path(chosen).is_file():
+            self._remember(chosen)
         slide = slide_of(image)  # this job's: closed when it ends, however it ends
         try:
             mask_layer = self.mask_box.value or find_mask_layer(self._viewer, image.metadata["path"])

@@ -1,0 +1,73 @@
+"""Bundled models by name: listed, the default for predict and the widget, scored and fine-tuned by name."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from napari_lymphmet.model import DEFAULT_MODEL, bundled_models, read_card
+
+from .conftest import DATA, run_main, write_patch_folder
+
+pytestmark = pytest.mark.tf
+
+PCAM = DATA / "patches" / "pcam"
+
+
+def test_the_default_model_ships_with_the_package_and_is_listed():
+    assert DEFAULT_MODEL in bundled_models()
+    done = subprocess.run([sys.executable, "-m", "napari_lymphmet.cli", "models"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(done.stdout.strip().splitlines()[-1])
+    assert listing["default"] == DEFAULT_MODEL
+    (entry,) = [m for m in listing["models"] if m["name"] == DEFAULT_MODEL]
+    assert entry["backbone"] == "small-cnn" and entry["patch_mpp"] == pytest.approx(0.972)
+    assert entry["patch_size"] == 96 and 0 < entry["threshold"] < 1 and entry["validation"]["auc"] > 0.9
+    assert "tensorflow" not in done.stderr.lower()  # listing reads the cards, not the networks
+
+
+def test_a_name_that_is_neither_file_nor_bundled_exits_2_and_lists_the_names(tmp_path, capsys, small_synthetic):
+    code, _, err = run_main(capsys, "predict", str(small_synthetic), "--model", "lymph-node-40x", "-o",
+                            str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1
+    assert "lymph-node-40x" in err and DEFAULT_MODEL in err
+
+
+def test_predict_without_a_model_runs_the_bundled_default(tmp_path, capsys):
+    from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
+
+    slide = tmp_path / "node.tif"
+    write_synthetic_slide(slide, SynthSpec(width=3072, height=2048, seed=5, lesions=1, mpp=0.5))
+    code, summary, err = run_main(capsys, "predict", str(slide), "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    assert summary["model"] == DEFAULT_MODEL
+    (result,) = summary["slides"]
+    card = read_card(bundled_models()[DEFAULT_MODEL])
+    # The grid is the model's own: 96 px at 0.972 µm/px on a 0.5 µm/px slide.
+    assert result["downsample"] == pytest.approx(96 * card.patch_mpp / 0.5)
+    assert result["patches"] > 0 and (tmp_path / "out" / "heatmap.tif").exists()
+
+
+def test_score_by_name_on_real_patches_from_other_slides(capsys):
+    if not PCAM.exists():
+        pytest.skip(f"test data not found: {PCAM}")
+    code, metrics, err = run_main(capsys, "score", DEFAULT_MODEL, str(PCAM / "valid"), "--no-tta")
+    assert code == 0, err
+    assert metrics["n"] == 2907 and metrics["auc"] > 0.9
+
+
+def test_fine_tuning_a_bundled_model_by_name_keeps_its_input_and_resolution(tmp_path, capsys):
+    write_patch_folder(tmp_path / "data", lambda _label: [f"s{s}_{i * 64}_0.png" for s in "ab" for i in range(6)],
+                       size=64, seed=3)
+    code, summary, err = run_main(capsys, "train", str(tmp_path / "data"), "-o", str(tmp_path / "tuned.keras"),
+                                  "--weights", DEFAULT_MODEL, "--epochs", "1", "--batch-size", "8")
+    assert code == 0, err
+    parent = read_card(bundled_models()[DEFAULT_MODEL])
+    card = read_card(tmp_path / "tuned.keras")
+    assert (card.backbone, card.input_size, card.patch_size, card.patch_mpp) == \
+        (parent.backbone, parent.input_size, parent.patch_size, parent.patch_mpp)
+    assert card.input_space == parent.input_space and card.extra["parent"]["model"] == f"{DEFAULT_MODEL}.keras"
