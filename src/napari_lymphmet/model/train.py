@@ -97,11 +97,15 @@ class Phase:
     unfreeze: bool | None = None
 
 
-def training_phases(config: TrainConfig) -> list[Phase]:
-    """From scratch, one phase; pretrained, the head first (a third of the
+def training_phases(config: TrainConfig, *, fine_tune: bool = False) -> list[Phase]:
+    """The phases of a run.
+
+    Fine-tuning a trained model: one phase at a tenth of the rate. From
+    scratch: one phase. Pretrained backbone: the head first (a third of the
     epochs), then the top of the backbone at a tenth of the rate, so the
-    random head does not wreck the pretrained features."""
-    if _parent_model(config.weights) is not None:  # fine-tuning a whole trained model: gently
+    random head does not wreck the pretrained features.
+    """
+    if fine_tune:  # a whole trained model (see _parent_model): gently
         return [Phase(config.epochs, config.learning_rate / 10)]
     if config.backbone == "small-cnn" or config.weights == "none":
         return [Phase(config.epochs, config.learning_rate)]
@@ -227,7 +231,7 @@ def train(
     monitor, mode = ("val_auc", "max") if has_val else ("loss", "min")
     history: dict[str, list[float]] = {}
     steps = int(np.ceil(len(train_table) / config.batch_size))
-    phases = [(p.epochs, p.learning_rate, p.unfreeze) for p in training_phases(config)]
+    phases = [(p.epochs, p.learning_rate, p.unfreeze) for p in training_phases(config, fine_tune=parent is not None)]
     epochs_run, best = 0, None
     try:
         for epochs, lr, unfreeze in phases:

@@ -33,12 +33,13 @@ class Job(Generic[R]):
     desc : str
         The progress bar's label.
     buttons : (run, cancel) magicgui buttons, optional
-        Disabled and enabled while the job runs.
+        Disabled and enabled while the job runs; ``cancel`` may be ``None``
+        when there is nothing to cancel.
     report : callable(str), optional
         Where failures are shown (the widget's status line and a notification).
     """
 
-    def __init__(self, desc: str, *, buttons: tuple[Any, Any] | None = None,
+    def __init__(self, desc: str, *, buttons: tuple[Any, Any | None] | None = None,
                  report: Callable[[str], None] | None = None) -> None:
         self.desc = desc
         self.cancelled = threading.Event()
@@ -130,7 +131,9 @@ class Job(Generic[R]):
     def _set_running(self, running: bool) -> None:
         if self._buttons is not None:
             run, cancel = self._buttons
-            run.enabled, cancel.enabled = not running, running
+            run.enabled = not running
+            if cancel is not None:
+                cancel.enabled = running
 
 
 def _drain(out: Any, on_update: Callable[[Any], None]) -> Any:

@@ -55,12 +55,6 @@ def find_mask_layer(viewer: Any, slide_path: str, kind: str = MASK_KIND) -> Any 
     return None
 
 
-class _NoButton:
-    """Stands in for a Cancel button where there is nothing to cancel (one level read)."""
-
-    enabled = False
-
-
 class TissueMaskWidget(PluginWidget):
     """Detect tissue on a slide layer, tune it live, correct it with the brush, save or load it."""
 
@@ -139,7 +133,7 @@ class TissueMaskWidget(PluginWidget):
                 mpp = slide.mean_mpp * downsample if slide.mpp else None
                 return tissue_channels(rgb), downsample, mpp, mask_geometry(slide, downsample)
 
-        job = Job("Reading the slide for tissue detection", buttons=(self.detect_button, _NoButton()),
+        job = Job("Reading the slide for tissue detection", buttons=(self.detect_button, None),
                   report=lambda text: self._warn(f"{Path(path).name}: {text}"))
         outcome = job.run(lambda _job: read(), on_done=lambda result: self._show(path, *result), block=block)
         return self._layer if block else outcome
