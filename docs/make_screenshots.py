@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
-import tensorflow  # noqa: F401  (loaded before Qt/GL: see the README's known issue)
+from napari_lymphmet._tensorflow import import_tensorflow
+
+import_tensorflow()  # loaded (quietly) before Qt/GL: see the README's known issue
 
 SHOTS = ("tissue-mask.png", "annotations.png", "patch-grid.png", "training.png", "detect-metastases.png")
 

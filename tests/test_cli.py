@@ -59,3 +59,32 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_bad_option_exits_2():
     result = run_cli("info", "--no-such-option", "x.svs")
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("command", ["score", "predict"])
+def test_bad_model_prints_exactly_one_stderr_line_and_no_tensorflow_chatter(tmp_path, small_synthetic, command):
+    """TensorFlow loads (the file must be opened to be judged) yet says nothing: only the ``error:`` line."""
+    from .conftest import write_patch_folder
+
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"this is not a zip archive")
+    if command == "score":
+        args = ["score", str(bad), str(write_patch_folder(tmp_path / "patches", lambda _label: ["a_0_0.png"]))]
+    else:
+        args = ["predict", str(small_synthetic), "-o", str(tmp_path / "out"), "--model", str(bad)]
+    result = run_cli(*args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"error: {bad}: not a Keras model (.keras files are zip archives)"]
+    # --debug holds nothing back: the traceback, and TensorFlow's own start-up lines where it prints them.
+    debug = run_cli("--debug", *args)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_progress_lines_end_with_a_newline_off_a_terminal(tmp_path):
+    """stderr to a pipe (CI logs): whole progress lines, no carriage-return redraws."""
+    result = run_cli("synth", "-o", str(tmp_path / "s.tif"), "--size", "4096")
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines() if line.startswith("synth:")]
+    assert progress and progress[-1].startswith("synth: ") and "(100%" in progress[-1]
+    assert "\r" not in result.stderr

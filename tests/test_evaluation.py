@@ -200,3 +200,38 @@ def test_cli_evaluate_end_to_end(tmp_path, capsys):
     code, _, err = run_main(capsys, "evaluate", "--detections", str(dets), "--truth", str(truth))
     assert code == 2 and "broken.csv:1" in err
     assert EVAL_DOWNSAMPLE == 32
+
+
+def test_cli_evaluate_says_when_the_official_rule_lowers_froc(tmp_path, capsys):
+    """The demo's case: three lesions, each hit once, no false positive.
+
+    The official script drops the lowest confidence as a threshold, so the
+    weakest hit never counts: FROC 2/3, and 1.0 over all thresholds.
+    """
+    truth, dets = tmp_path / "truth", tmp_path / "dets"
+    truth.mkdir()
+    dets.mkdir()
+    centres = [(800, 800), (3000, 800), (800, 3000)]
+    write_asap_xml(truth / "test.xml", [disc(x, y, 500) for x, y in centres])
+    (dets / "test.csv").write_text("".join(f"{p},{x / MPP:.0f},{y / MPP:.0f}\n"
+                                           for p, (x, y) in zip((0.97, 0.93, 0.91), centres)))
+    (dets / "normal.csv").write_text("")
+    code, summary, err = run_main(capsys, "evaluate", "--detections", str(dets), "--truth", str(truth))
+    assert code == 0, err
+    assert (summary["tp"], summary["fp"], summary["lesions"]) == (3, 0, 3)
+    assert summary["froc"] == pytest.approx(2 / 3) and summary["froc_all_thresholds"] == pytest.approx(1.0)
+    assert "official" in summary["froc_note"] and "1.000" in summary["froc_note"]
+    # The figure a reader judges the model by: axes titled, ticks labelled, the score in the title.
+    figure = _froc_figure_of(dets, truth)
+    ax = figure.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= 1
+    assert ax.get_xlabel() == "mean false positives per slide" and ax.get_ylabel() == "lesion sensitivity"
+    assert "0.667" in ax.get_title()
+    assert [t.get_text() for t in ax.get_xticklabels()][:2] == ["1/8", "1/4"]
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"official operating points", "all thresholds"}
+
+
+def _froc_figure_of(dets, truth):
+    from napari_lymphmet.evaluation import evaluate
+
+    return evaluate(dets, truth)[1].figure()

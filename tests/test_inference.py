@@ -104,11 +104,15 @@ def test_heatmap_peak_lies_on_the_painted_square(synthetic_model, square_slide, 
 def test_interrupted_run_resumes_and_ends_identical(synthetic_model, tmp_path):
     model_path, slide_path = synthetic_model
     whole = _predict(slide_path, model_path, batch_size=32)
-    checkpoint = tmp_path / ".partial.npz"
+    checkpoint = tmp_path / ".partial.zarr"
     cancel = threading.Event()
     first = _predict(slide_path, model_path, batch_size=32, checkpoint=checkpoint, model_key="m",
                      progress=lambda done, total: done >= 200 and cancel.set(), cancel=cancel)
     assert not first.complete and checkpoint.exists() and 0 < first.predicted < first.total
+    import zarr
+
+    on_disk = zarr.open_group(checkpoint, mode="r")  # a chunked zarr store, cells done = cells predicted
+    assert int(on_disk["done"][...].sum()) == first.predicted and on_disk["heatmap"].chunks[0] < first.grid.rows
     second = _predict(slide_path, model_path, batch_size=32, checkpoint=checkpoint, model_key="m")
     assert second.complete and second.resumed == first.predicted
     assert second.predicted == second.total - first.predicted < second.total

@@ -287,6 +287,7 @@ def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(ma
     from napari_lymphmet.model import load_model
 
     from .conftest import write_patch_folder
+    from .test_figures import assert_readable_training_plot
 
     write_patch_folder(tmp_path / "data", lambda _label: [f"s{s}_{i}_0.png" for s in "ab" for i in range(6)])
     viewer = make_napari_viewer()
@@ -299,7 +300,8 @@ def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(ma
     result = widget.start()  # blocking: the button runs the same in a worker
     assert result.epochs_run == 1 and not result.cancelled
     assert widget.history["loss"] and "trained: 1 epochs" in widget.status.value
-    assert np.asarray(widget.plot.value).std() > 0  # the curve was drawn
+    assert_readable_training_plot(widget.figure)  # the Qt canvas's figure, redrawn after the epoch
+    assert widget.figure.axes[0].lines and len(widget.figure.axes[0].lines[0].get_xdata()) == 1
     load_model(tmp_path / "one.keras")
 
     # In a worker: cancel after the first epoch of many; the model file still appears.
@@ -340,6 +342,33 @@ def test_detect_widget_one_click_heatmap_and_detections(make_napari_viewer, synt
     shot = viewer.screenshot(canvas_only=True)
     assert shot[..., :3].std() > 10  # the heatmap is drawn
     assert DetectWidget._last_model() == str(model_path)  # remembered for next time
+
+
+@pytest.mark.tf
+def test_predict_writes_an_ome_zarr_heatmap_that_opens_over_the_slide(make_napari_viewer, synthetic_model, tmp_path,
+                                                                      capsys):
+    """``predict``'s heatmap.ome.zarr, dropped on the viewer: each cell over its level-0 square, in µm."""
+    from napari_lymphmet.inference import read_heatmap
+
+    from .conftest import run_main
+
+    model_path, slide_path = synthetic_model
+    code, summary, err = run_main(capsys, "-q", "predict", str(slide_path), "--model", str(model_path),
+                                  "-o", str(tmp_path / "out"))
+    assert code == 0, err
+    store = tmp_path / "out" / "heatmap.ome.zarr"
+    heatmap, info = read_heatmap(tmp_path / "out" / "heatmap.tif")
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(slide_path), plugin="napari-lymphmet")
+    (heat,) = viewer.open(str(store), plugin="napari-lymphmet")
+    D = info["downsample"]
+    level0 = heat.data[0] if heat.multiscale else heat.data
+    np.testing.assert_allclose(np.asarray(level0), heatmap)
+    for r, c in [(0, 0), (2, 3), (heatmap.shape[0] - 1, heatmap.shape[1] - 1)]:
+        centre = (r * D + (D - 1) / 2, c * D + (D - 1) / 2)
+        np.testing.assert_allclose(heat.data_to_world((r, c)), image.data_to_world(centre))
+    assert tuple(heat.contrast_limits) == (0, 1) and tuple(str(u) for u in heat.units) == ("micrometer",) * 2
+    assert not list(store.parent.glob(".*partial*"))  # written atomically, no checkpoint left
 
 
 def test_fifty_slides_opened_used_and_closed_leave_no_open_files(make_napari_viewer, slide_with_xml):

@@ -108,3 +108,18 @@ def test_reader_opens_every_real_slide_type(make_napari_viewer, name):
     assert level0.shape[2] == 3 and level0.dtype.name == "uint8"
     tile = level0[: min(64, level0.shape[0]), : min(64, level0.shape[1])].compute()
     assert tile.size > 0
+
+
+def test_qt_binding_is_current_and_napari_starts_without_a_deprecation_warning():
+    """The ``qt`` extra is PyQt6: PyQt5 is absent, and napari's start says nothing about its Qt backend."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    assert importlib.util.find_spec("PyQt5") is None
+    code = ("import warnings; warnings.simplefilter('always'); import napari, qtpy; "
+            "v = napari.Viewer(show=False); print(qtpy.API_NAME); v.close()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] in ("PyQt6", "PySide6")
+    assert "deprecated" not in result.stderr.lower() or "backend" not in result.stderr.lower(), result.stderr

@@ -12,7 +12,7 @@ from ..errors import InputError, SlideError
 from ..wsi import open_slide
 from .layers import annotation_layer_data, slide_layer_data
 
-__all__ = ['get_annotation_reader', 'get_reader']
+__all__ = ['get_annotation_reader', 'get_heatmap_reader', 'get_reader']
 
 log = logging.getLogger(__name__)
 
@@ -115,5 +115,37 @@ def get_annotation_reader(path: str | list[str]):
             show_info(f"{path.name}: {len(anns)} polygons, shown as a Labels layer (Shapes layers are "
                       f"slow beyond a few thousand)")
         return [data]
+
+    return read
+
+
+def get_heatmap_reader(path: str | list[str]):
+    """Return a reader for a ``heatmap.ome.zarr`` that ``lymphmet predict`` wrote, else ``None``.
+
+    The layer lands over the slide: its scale and translation are in µm,
+    as the slide layer's are.
+    """
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        return None
+    from ..inference import read_heatmap_zarr
+
+    try:
+        heatmap = read_heatmap_zarr(path)
+    except InputError as exc:
+        log.info("napari-lymphmet declines %s: %s", path.name, exc)
+        return None
+
+    def read(_path):
+        units = (heatmap.unit or "pixel",) * 2
+        data = heatmap.levels if len(heatmap.levels) > 1 else heatmap.levels[0]
+        return [(data, {"name": f"Tumor probability ({path.parent.name})", "scale": heatmap.scale,
+                        "translate": heatmap.translate, "units": units, "colormap": "turbo", "opacity": 0.5,
+                        "contrast_limits": (0.0, 1.0), "blending": "translucent",
+                        "multiscale": len(heatmap.levels) > 1, "metadata": {"source": str(path)}}, "image")]
 
     return read

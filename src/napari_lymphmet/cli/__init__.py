@@ -3,7 +3,8 @@
 Contract shared by every command: progress and warnings go to stderr; the
 last line of stdout is exactly one JSON object summarising the result. Bad
 input exits with code 2 and one line, ``error: <file>: <problem>``, on
-stderr; ``--debug`` shows the traceback instead. One module per command
+stderr; ``--debug`` shows the traceback instead, and the start-up lines of
+TensorFlow that are otherwise held back. One module per command
 group; ``parser`` wires them to their options.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -27,11 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lymphmet``; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(message)s",
-        stream=sys.stderr,
-    )
+    # Our own messages at INFO; other libraries' (matplotlib's font cache, …) only from WARNING.
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("napari_lymphmet").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    if args.debug:  # TensorFlow's start-up lines too (see napari_lymphmet._tensorflow)
+        os.environ["LYMPHMET_DEBUG"] = "1"
     command: Command = args.func
     warnings.showwarning = _show_warning
     try:

@@ -16,20 +16,28 @@ Command = Callable[[argparse.Namespace], dict[str, Any]]
 
 
 class _Progress:
-    """A one-line progress meter on stderr, redrawn at most every half second."""
+    """A progress meter on stderr.
+
+    On a terminal it is one line redrawn in place at most every half second;
+    elsewhere (CI logs, files) each update is a whole line, at most every
+    five seconds, so the log stays readable.
+    """
 
     def __init__(self, label: str, *, quiet: bool) -> None:
         self.label, self.quiet, self._last = label, quiet, 0.0
         self._start = time.monotonic()
+        self._tty = sys.stderr.isatty()
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
-        if self.quiet or (now - self._last < 0.5 and done < total):
+        if self.quiet or (now - self._last < (0.5 if self._tty else 5.0) and done < total):
             return
         self._last = now
-        end = "\n" if done >= total else ""
-        print(f"\r{self.label}: {done}/{total} ({100 * done / max(total, 1):.0f}%, "
-              f"{now - self._start:.0f} s)", end=end, file=sys.stderr, flush=True)
+        text = f"{self.label}: {done}/{total} ({100 * done / max(total, 1):.0f}%, {now - self._start:.0f} s)"
+        if self._tty:
+            print(f"\r{text}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -26,16 +26,13 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from skimage.io import imsave
+    from ..evaluation import evaluate
+    from ..figures import save_png
 
-    from .._io import atomic_path
-    from ..evaluation import evaluate, froc_plot
-
-    summary, fps, sens = evaluate(args.detections, args.truth, slides_dir=args.slides, scores_file=args.scores,
+    summary, curve = evaluate(args.detections, args.truth, slides_dir=args.slides, scores_file=args.scores,
                                   mpp=args.mpp)
     png = Path(args.output) if args.output else Path(args.detections) / "froc.png"
-    with atomic_path(png) as tmp:
-        imsave(tmp, froc_plot(fps, sens), check_contrast=False)
+    save_png(curve.figure(), png)
     summary["froc_png"] = str(png)
     return summary
 

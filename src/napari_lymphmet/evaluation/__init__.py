@@ -8,11 +8,11 @@ from .froc import (
     EVAL_DOWNSAMPLE,
     FP_RATES,
     EvaluationWarning,
+    FrocCurve,
     SlideEvaluation,
     evaluate,
     evaluation_mask,
     froc,
-    froc_plot,
     froc_score,
     itc_labels,
     read_detections,
@@ -21,6 +21,6 @@ from .froc import (
 )
 from ..model.metrics import best_threshold, binary_metrics, roc_auc  # patch metrics live with the model
 
-__all__ = ['DEFAULT_MPP', 'EVAL_DOWNSAMPLE', 'EvaluationWarning', 'FP_RATES', 'SlideEvaluation', 'best_threshold',
-           'binary_metrics', 'evaluate', 'evaluation_mask', 'froc', 'froc_plot', 'froc_score', 'itc_labels',
+__all__ = ['DEFAULT_MPP', 'EVAL_DOWNSAMPLE', 'EvaluationWarning', 'FP_RATES', 'FrocCurve', 'SlideEvaluation',
+           'best_threshold', 'binary_metrics', 'evaluate', 'evaluation_mask', 'froc', 'froc_score', 'itc_labels',
            'read_detections', 'roc_auc', 'score_slide', 'slide_auc']

@@ -6,7 +6,7 @@ compare with published ones, but starts from ASAP XML instead of mask TIFFs:
 - evaluation mask at level 5 (downsample 32): tumor minus exclusions,
   dilated by 75 µm (``distance_transform_edt(~mask) < 75 / (mpp·32·2)``),
   holes filled, labelled with 8-connectivity;
-- isolated tumor cells (ITC): labelled regions whose ``major_axis_length``
+- isolated tumor cells (ITC): labelled regions whose ``axis_major_length``
   is below ``275 / (mpp·32)`` mask px;
 - a detection is looked up at ``mask[int(y / 32), int(x / 32)]``: in a
   non-ITC lesion it is a TP (the lesion keeps its best confidence), in an
@@ -30,8 +30,8 @@ from ..annotations import Annotation, rasterize
 from ..errors import InputError
 from ..model.metrics import roc_auc
 
-__all__ = ['DEFAULT_MPP', 'EVAL_DOWNSAMPLE', 'EvaluationWarning', 'FP_RATES', 'SlideEvaluation', 'evaluate',
-           'evaluation_mask', 'froc', 'froc_plot', 'froc_score', 'itc_labels', 'read_detections', 'score_slide',
+__all__ = ['DEFAULT_MPP', 'EVAL_DOWNSAMPLE', 'EvaluationWarning', 'FP_RATES', 'FrocCurve', 'SlideEvaluation',
+           'evaluate', 'evaluation_mask', 'froc', 'froc_score', 'itc_labels', 'read_detections', 'score_slide',
            'slide_auc']
 
 FP_RATES = (0.25, 0.5, 1, 2, 4, 8)
@@ -62,7 +62,7 @@ def itc_labels(mask: np.ndarray, mpp: float) -> set[int]:
     from skimage import measure
 
     threshold = 275 / (mpp * EVAL_DOWNSAMPLE)
-    return {p.label for p in measure.regionprops(mask) if p.major_axis_length < threshold}
+    return {p.label for p in measure.regionprops(mask) if p.axis_major_length < threshold}
 
 
 @dataclass
@@ -95,17 +95,62 @@ def score_slide(name: str, detections: np.ndarray, mask: np.ndarray | None, itc:
                            int(sum(tp_probs[i - 1] > 0 for i in non_itc)))
 
 
-def froc(slides: Sequence[SlideEvaluation]) -> tuple[np.ndarray, np.ndarray]:
-    """``(fps_per_slide, sensitivity)`` arrays, thresholds as the official script sets them."""
+def froc(slides: Sequence[SlideEvaluation], *, skip_lowest: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(fps_per_slide, sensitivity)`` arrays.
+
+    ``skip_lowest=True`` sets the thresholds as the official script does: it
+    drops the smallest confidence, so whatever is found only at that
+    threshold (hits and false positives alike) never counts. With
+    ``skip_lowest=False`` every confidence is a threshold.
+    """
     fp = np.array([p for s in slides for p in s.fp_probs], np.float64)
     tp = np.array([p for s in slides for p in s.tp_probs], np.float64)
     lesions = sum(s.lesions for s in slides)
-    thresholds = np.unique(np.concatenate([fp, tp]))[1:]
+    thresholds = np.unique(np.concatenate([fp, tp]))
+    # A 0 marks a missed lesion: the official skip usually drops just that.
+    thresholds = thresholds[1:] if skip_lowest else thresholds[thresholds > 0]
     total_fp = [(fp >= t).sum() for t in thresholds] + [0]
     total_tp = [(tp >= t).sum() for t in thresholds] + [0]
     fps = np.asarray(total_fp, np.float64) / len(slides)
     sens = np.asarray(total_tp, np.float64) / lesions if lesions else np.zeros(len(total_tp))
     return fps, sens
+
+
+@dataclass(frozen=True)
+class FrocCurve:
+    """The FROC curve by the official rule, the same without skipping the lowest threshold, and their scores."""
+
+    fps: np.ndarray
+    sensitivity: np.ndarray
+    fps_all: np.ndarray
+    sensitivity_all: np.ndarray
+    score: float
+    score_all: float
+    sensitivity_at: dict[str, float]
+
+    @classmethod
+    def of(cls, slides: Sequence[SlideEvaluation]) -> FrocCurve:
+        fps, sens = froc(slides)
+        fps_all, sens_all = froc(slides, skip_lowest=False)
+        score, at = froc_score(fps, sens)
+        return cls(fps, sens, fps_all, sens_all, score, froc_score(fps_all, sens_all)[0], at)
+
+    @property
+    def note(self) -> str | None:
+        """One sentence when the official lowest-threshold rule lowered the score, else None."""
+        if self.score_all - self.score < 1e-9:
+            return None
+        return (f"FROC {self.score:.3f} follows the official CAMELYON16 script, which drops the lowest detection "
+                f"confidence as a threshold, so lesions found only at that confidence count as missed; "
+                f"over all thresholds it is {self.score_all:.3f}.")
+
+    def figure(self):
+        """The curve as a matplotlib figure (:func:`napari_lymphmet.figures.froc_figure`)."""
+        from ..figures import froc_figure
+
+        return froc_figure(self.fps, self.sensitivity, score=self.score,
+                           operating_points={float(k): v for k, v in self.sensitivity_at.items()},
+                           all_thresholds=(self.fps_all, self.sensitivity_all))
 
 
 def froc_score(fps: np.ndarray, sens: np.ndarray) -> tuple[float, dict[str, float]]:
@@ -160,32 +205,6 @@ def slide_auc(scores: dict[str, float], tumor: dict[str, bool]) -> float | None:
     if len(set(labels.tolist())) < 2:
         return None
     return roc_auc(labels, np.array([scores[n] for n in names]))
-
-
-def froc_plot(fps: np.ndarray, sens: np.ndarray, *, height: int = 360, width: int = 480) -> np.ndarray:
-    """``(H, W, 3) uint8``: sensitivity against mean FP per slide, log x from 1/8 to 16."""
-    from skimage.draw import line_aa
-
-    image = np.full((height, width, 3), 255, np.uint8)
-    pad = 30
-    lo, hi = math.log2(0.125), math.log2(16)
-
-    def to_px(fp: float, s: float) -> tuple[int, int]:
-        x = pad + (math.log2(min(max(fp, 0.125), 16)) - lo) / (hi - lo) * (width - 2 * pad)
-        return int(round(height - pad - s * (height - 2 * pad))), int(round(x))
-
-    for rate in FP_RATES:  # the six operating points
-        _, c = to_px(rate, 0)
-        image[pad:height - pad, c] = (215, 215, 215)
-    image[height - pad, pad:width - pad] = image[pad:height - pad, pad] = 0
-    order = np.argsort(fps)
-    points = [to_px(f, s) for f, s in zip(fps[order], sens[order])]
-    for (r0, c0), (r1, c1) in zip(points, points[1:]):
-        rr, cc, val = line_aa(r0, c0, r1, c1)
-        ok = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
-        blend = image[rr[ok], cc[ok]] * (1 - val[ok, None]) + np.array([30, 90, 200]) * val[ok, None]
-        image[rr[ok], cc[ok]] = blend.astype(np.uint8)
-    return image
 
 
 def _find_detections(root: Path) -> dict[str, Path]:
@@ -258,10 +277,12 @@ def _slide_scores(scores_file: Path | None, names: Sequence[str], detections: di
 
 def evaluate(detections_dir: str | os.PathLike, truth_dir: str | os.PathLike, *,
              slides_dir: str | os.PathLike | None = None, scores_file: str | os.PathLike | None = None,
-             mpp: float | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+             mpp: float | None = None) -> tuple[dict, FrocCurve]:
     """Evaluate every slide under ``detections_dir`` against ``truth_dir/<id>.xml``.
 
-    Returns the summary, and the FROC curve ``(fps, sensitivity)``.
+    Returns the summary and the FROC curve. The summary's ``froc`` is the
+    official figure; ``froc_all_thresholds`` keeps the lowest threshold too,
+    and ``froc_note`` says why they differ when they do.
     """
     from ..annotations import TUMOR, read_asap_xml
 
@@ -298,12 +319,13 @@ def evaluate(detections_dir: str | os.PathLike, truth_dir: str | os.PathLike, *,
         per_slide.append({"slide": name, "tumor": tumor_truth[name], "detections": int(len(detections)),
                           "lesions": result.lesions, "itc": result.itc, "tp": result.tp,
                           "fp": len(result.fp_probs), "mpp": use_mpp, "slide_path": slide_path})
-    fps, sens = froc(evaluations)
-    score, at = froc_score(fps, sens)
+    curve = FrocCurve.of(evaluations)
     scores = _slide_scores(Path(scores_file) if scores_file else None, list(files), files)
     summary = {
-        "froc": score,
-        "sensitivity_at": at,
+        "froc": curve.score,
+        "froc_all_thresholds": curve.score_all,
+        "froc_note": curve.note,
+        "sensitivity_at": curve.sensitivity_at,
         "slide_auc": slide_auc(scores, tumor_truth),
         "slides": len(evaluations),
         "lesions": sum(e.lesions for e in evaluations),
@@ -312,4 +334,4 @@ def evaluate(detections_dir: str | os.PathLike, truth_dir: str | os.PathLike, *,
         "fp": sum(len(e.fp_probs) for e in evaluations),
         "per_slide": per_slide,
     }
-    return summary, fps, sens
+    return summary, curve

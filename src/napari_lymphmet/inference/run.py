@@ -16,7 +16,6 @@ interrupted run resumes where it stopped."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import queue
 import threading
@@ -29,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_path
 from .grid import HeatmapGrid, _read_batch, _tissue_cells, batches_of, grid_for
 from ..model import ModelCard
 from ..wsi import Slide
@@ -44,29 +42,52 @@ def model_id(path: str | os.PathLike) -> str:
 
 
 class _Checkpoint:
-    """The partial heatmap on disk: probabilities plus which cells are done."""
+    """The partial heatmap on disk: a zarr group of ``heatmap`` and ``done`` arrays, chunked by rows.
+
+    Each save writes only the rows finished since the last one (zarr writes
+    each chunk file atomically), so saving costs the new work, not the whole
+    heatmap. ``heatmap`` is written before ``done``: a cell marked done
+    always has its probability on disk, whenever the run was killed. The
+    run's key (model, slide, grid) sits in the group's attributes; a
+    checkpoint with another key is started afresh, not mixed in.
+    """
 
     def __init__(self, path: Path, key: dict) -> None:
         self.path, self.key = path, key
+        self._group = None
 
     def load(self) -> tuple[np.ndarray, np.ndarray] | None:
+        import zarr
+
         if not self.path.exists():
             return None
         try:
-            with np.load(self.path, allow_pickle=False) as data:
-                if json.loads(str(data["key"])) != self.key:
-                    return None
-                return data["heatmap"].astype(np.float32), data["done"].astype(bool)
-        except (OSError, ValueError, KeyError):
-            return None  # a damaged checkpoint only costs the time to redo it
+            group = zarr.open_group(self.path, mode="r+")
+            if dict(group.attrs).get("key") != self.key:
+                return None
+            heatmap, done = group["heatmap"][...], group["done"][...]
+        except Exception:  # any damage only costs the time to redo the work
+            return None
+        self._group = group
+        return heatmap.astype(np.float32), done.astype(bool)
 
-    def save(self, heatmap: np.ndarray, done: np.ndarray) -> None:
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, heatmap=heatmap, done=done, key=np.array(json.dumps(self.key)))
+    def save(self, heatmap: np.ndarray, done: np.ndarray, rows: slice) -> None:
+        import zarr
+
+        if self._group is None:
+            chunks = (min(heatmap.shape[0], 32), heatmap.shape[1])  # bands of rows: batches run row by row
+            group = zarr.open_group(self.path, mode="w", zarr_format=3)
+            group.create_array("heatmap", shape=heatmap.shape, dtype="float32", chunks=chunks, fill_value=0)
+            group.create_array("done", shape=done.shape, dtype="bool", chunks=chunks, fill_value=False)
+            group.attrs["key"] = self.key
+            self._group, rows = group, slice(0, heatmap.shape[0])
+        self._group["heatmap"][rows] = heatmap[rows]
+        self._group["done"][rows] = done[rows]
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        import shutil
+
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 @dataclass
@@ -161,6 +182,7 @@ def iter_predict(
     producer = threading.Thread(target=produce, daemon=True, name="lymphmet-readers")
     producer.start()
     last_save = time.monotonic()
+    dirty = (grid.rows, 0)  # rows changed since the last save
     finished = False
     try:
         while True:
@@ -173,9 +195,10 @@ def iter_predict(
             heatmap[b[:, 0], b[:, 1]] = probabilities
             done[b[:, 0], b[:, 1]] = True
             predicted += len(b)
+            dirty = (min(dirty[0], int(b[:, 0].min())), max(dirty[1], int(b[:, 0].max()) + 1))
             if store is not None and time.monotonic() - last_save > checkpoint_every:
-                store.save(heatmap, done)
-                last_save = time.monotonic()
+                store.save(heatmap, done, slice(*dirty))
+                dirty, last_save = (grid.rows, 0), time.monotonic()
             yield heatmap, resumed + predicted, len(cells)
             if cancel is not None and cancel.is_set():
                 break
@@ -190,8 +213,8 @@ def iter_predict(
         if store is not None:
             if complete:
                 store.remove()
-            else:
-                store.save(heatmap, done)
+            elif dirty[1] > dirty[0] or not store.path.exists():
+                store.save(heatmap, done, slice(*dirty))
     return PredictResult(heatmap=heatmap, grid=grid, predicted=predicted, resumed=resumed, total=len(cells),
                          seconds=time.monotonic() - start, complete=complete)
 

@@ -12,7 +12,9 @@ __all__: list[str] = []  # used by the data pipeline only
 
 def _gaussian_blur(image, sigma):
     """Blur an ``(h, w, 3)`` image with a 7-tap Gaussian of width ``sigma`` (a scalar tensor)."""
-    import tensorflow as tf
+    from .._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
 
     x = tf.range(-3.0, 4.0)
     taps = tf.exp(-(x**2) / (2 * tf.maximum(sigma, 1e-3) ** 2))
@@ -31,7 +33,9 @@ def _augment(image, seed_pair, hed_sigma: float, colour_sigma: float = 0.0, blur
     YUV channel around its own mean, as a whole slide's colour differs from
     another's, and a random focus blur, as scanners differ in sharpness.
     """
-    import tensorflow as tf
+    from .._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
 
     seeds = tf.random.experimental.stateless_split(seed_pair, 12)
     image = tf.image.stateless_random_flip_left_right(image, seeds[0])

@@ -15,7 +15,9 @@ __all__ = ['make_dataset']
 
 def make_dataset(table: PatchTable, card: ModelCard, *, batch_size: int, training: bool, seed: int = 0):
     """A ``tf.data`` pipeline: parallel decode, resize, stain norm, augmentation, prefetch."""
-    import tensorflow as tf
+    from .._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
 
     size, stain = card.input_size, card.stain_norm
     hed_sigma, colour_sigma, blur_sigma = card.hed_sigma, card.colour_sigma, card.blur_sigma

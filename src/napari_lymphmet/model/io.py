@@ -54,7 +54,9 @@ def load_model(path: str | os.PathLike):
         Missing, not a model, no metadata, or refused by safe mode (a
         ``Lambda`` layer or other code that would run on load).
     """
-    import keras
+    from .._tensorflow import import_keras
+
+    keras = import_keras()
 
     path = resolve_model(path)
     card = read_card(path)

@@ -46,7 +46,9 @@ def prepare_batch(batch: np.ndarray, card: ModelCard) -> np.ndarray:
     Resizes to the model's input size (area averaging) and applies the
     stored stain normalisation.
     """
-    import tensorflow as tf
+    from .._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
 
     size = card.input_size
     batch = np.asarray(batch)[..., :3].astype(np.float32)

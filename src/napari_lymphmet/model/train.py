@@ -131,7 +131,9 @@ class _Callback:
 
     @staticmethod
     def make(progress, cancel, history, steps_per_epoch, epochs_total, epoch_offset):
-        import keras
+        from .._tensorflow import import_keras
+
+        keras = import_keras()
 
         class Callback(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
@@ -173,7 +175,9 @@ def train(
     Setting ``cancel`` stops after the current batch; the best model so far
     (or the current one, before any epoch ended) is still saved.
     """
-    import keras
+    from .._tensorflow import import_keras
+
+    keras = import_keras()
 
     output = Path(output)
     if output.suffix != ".keras":
@@ -248,8 +252,9 @@ def train(
             callbacks = [save_best, _Callback.make(progress, cancel, history, steps, config.epochs, epochs_run)]
             if has_val:  # without validation the training loss is too noisy to stop on
                 callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
+            # shuffle=False: the tf.data pipeline shuffles; Keras' own flag would only warn it is ignored.
             fit = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight, verbose=0,
-                            callbacks=callbacks)
+                            callbacks=callbacks, shuffle=False)
             epochs_run += len(fit.history.get("loss", []))
             best = save_best.best if np.isfinite(save_best.best) else best
         cancelled = cancel is not None and cancel.is_set()
@@ -283,7 +288,9 @@ def _recalibrate_batchnorm(model, table: PatchTable, card: ModelCard, *, limit: 
     each BatchNorm's input over (up to ``limit``) plain training patches
     replace its moving statistics ("precise BN").
     """
-    import keras
+    from .._tensorflow import import_keras
+
+    keras = import_keras()
 
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     if not bns:

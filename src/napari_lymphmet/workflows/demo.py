@@ -32,7 +32,8 @@ def run_demo(out_dir: str | os.PathLike, *, size: int = 12288, epochs: int = 8, 
              log: Callable[[str], None] = lambda text: None) -> dict:
     """Run every step into ``out_dir``; returns the summary (metrics and paths)."""
     from ..annotations import rasterize, read_asap_xml
-    from ..evaluation import evaluate, froc_plot, roc_auc
+    from ..evaluation import evaluate, roc_auc
+    from ..figures import save_png
     from ..inference import slide_score
     from ..model import TrainConfig, read_patch_table, train
     from ..patches import PatchSpec, export_patches, plan_patches
@@ -110,10 +111,8 @@ def run_demo(out_dir: str | os.PathLike, *, size: int = 12288, epochs: int = 8, 
     truth = out / "truth"
     truth.mkdir(exist_ok=True)
     (truth / "test.xml").write_bytes(slides["test"].with_suffix(".xml").read_bytes())
-    evaluation, fps, sens = evaluate(out / "predictions", truth, slides_dir=out / "slides")
-    from skimage.io import imsave
-
-    imsave(out / "froc.png", froc_plot(fps, sens), check_contrast=False)
+    evaluation, curve = evaluate(out / "predictions", truth, slides_dir=out / "slides")
+    save_png(curve.figure(), out / "froc.png")
     timings["evaluate"] = time.monotonic() - t
 
     test = predictions["test"]["result"]
@@ -121,6 +120,8 @@ def run_demo(out_dir: str | os.PathLike, *, size: int = 12288, epochs: int = 8, 
         "output": str(out),
         "heatmap_auc": heat_auc,
         "froc": evaluation["froc"],
+        "froc_all_thresholds": evaluation["froc_all_thresholds"],
+        "froc_note": evaluation["froc_note"],
         "sensitivity_at": evaluation["sensitivity_at"],
         "slide_auc": evaluation["slide_auc"],
         "slide_scores": {name: round(slide_score(p["result"].heatmap), 4) for name, p in predictions.items()},
@@ -139,9 +140,11 @@ def run_demo(out_dir: str | os.PathLike, *, size: int = 12288, epochs: int = 8, 
     return summary
 
 
-def _img(path: str | Path) -> str:
+def _img(path: str | Path, *, name: str, axes: list[int] | None = None) -> str:
+    """An embedded PNG; ``axes`` (the plot's box in the picture, px) lets readers point into it."""
     data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img src="data:image/png;base64,{data}" style="max-width:100%">'
+    box = f' data-axes="{",".join(map(str, axes))}"' if axes else ""
+    return f'<img id="{name}" alt="{name}"{box} src="data:image/png;base64,{data}" style="max-width:100%">'
 
 
 def _write_report(path: Path, summary: dict) -> Path:
@@ -152,13 +155,16 @@ def _write_report(path: Path, summary: dict) -> Path:
 
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{fmt(v)}</td></tr>" for k, v in [
         ("heatmap AUC (tumor vs normal cells, test slide)", summary["heatmap_auc"]),
-        ("FROC (mean sensitivity at 1/4–8 FP per slide)", summary["froc"]),
+        ("FROC (mean sensitivity at 1/4–8 FP per slide, official rule)", summary["froc"]),
+        ("FROC over all thresholds", summary["froc_all_thresholds"]),
         ("slide AUC (test vs normal slide)", summary["slide_auc"]),
         ("lesions / hits / false positives", f"{summary['lesions']} / {summary['tp']} / {summary['fp']}"),
         ("training patches (tumor / normal)", f"{summary['patches']['tumor']} / {summary['patches']['normal']}"),
         ("prediction speed", f"{summary['patches_per_second_predict']} patches/s"),
         ("total time", f"{summary['seconds']} s"),
     ])
+    axes = json.loads(Path(summary["heatmap"]).with_suffix(".json").read_text()).get("overlay_axes")
+    note = f'<p id="froc-note">{html.escape(summary["froc_note"])}</p>' if summary.get("froc_note") else ""
     sens = "".join(f"<td>{fmt(v)}</td>" for v in summary["sensitivity_at"].values())
     heads = "".join(f"<th>{k}</th>" for k in summary["sensitivity_at"])
     page = f"""<!doctype html>
@@ -171,8 +177,8 @@ test slide with three metastases and a tumor-free slide. Everything here was com
 <code>lymphmet demo</code>.</p>
 <table>{rows}</table>
 <h2>Sensitivity at false positives per slide</h2><table><tr>{heads}</tr><tr>{sens}</tr></table>
-<h2>Test slide: tumor probability over the slide</h2>{_img(summary['overlay'])}
-<h2>FROC</h2>{_img(summary['froc_png'])}
+<h2>Test slide: tumor probability over the slide</h2>{_img(summary['overlay'], name="heatmap", axes=axes)}
+<h2>FROC</h2>{note}{_img(summary['froc_png'], name="froc")}
 <h2>Summary (JSON)</h2><pre>{html.escape(json.dumps({k: v for k, v in summary.items() if k != 'report'},
                                                          indent=1, default=str))}</pre>
 </body></html>"""

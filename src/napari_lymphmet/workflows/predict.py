@@ -111,7 +111,7 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
                     result = predict_distributed(client, slide, str(model_path), card, **run)
                 else:
                     result = predict_slide(slide, model, card, model_key=key,
-                                           checkpoint=out_dir / ".heatmap.partial.npz", **run)
+                                           checkpoint=out_dir / ".heatmap.partial.zarr", **run)
                 paths = write_outputs(out_dir, slide, result, model_name=Path(model_path).name,
                                       threshold=threshold, method=options.detect)
                 yield SlidePrediction(slide.path, slide.slide_id, out_dir, result, paths)

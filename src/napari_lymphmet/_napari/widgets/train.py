@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, FileEdit, Image, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton, SpinBox
 
 from ...errors import InputError
 from ._common import PluginWidget
 from ._jobs import Job
-from ._plot import line_plot
 
 if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
     from napari.viewer import Viewer
@@ -38,23 +37,37 @@ class TrainWidget(PluginWidget):
         self.output = FileEdit(label="save model as", mode="w", filter="*.keras")
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.plot = Image(value=line_plot({}))
-        self.plot.min_height, self.plot.min_width = 160, 320
-        self.legend = Label(value="loss (orange) · validation AUC (blue)")
         self.status = Label(value="")
         self.status.min_width = 320
         super().__init__(widgets=[self.data, self.val, self.backbone, self.weights, self.epochs, self.batch,
-                                  self.output, self.train_button, self.cancel_button, self.plot, self.legend,
-                                  self.status])
+                                  self.output, self.train_button, self.cancel_button, self.status])
+        self.figure = self._add_plot()
         self.train_button.changed.connect(lambda: self.start(block=False))
         self.cancel_button.changed.connect(self.cancel)
 
 
+    def _add_plot(self) -> Any:
+        """Loss and validation AUC per epoch: a matplotlib figure on a Qt canvas, above the status line."""
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        from ...figures import draw_training
+
+        figure = Figure(figsize=(4.0, 2.8), dpi=80, layout="constrained")
+        canvas = FigureCanvasQTAgg(figure)
+        canvas.setMinimumSize(320, 220)
+        layout = self.native.layout()
+        layout.insertWidget(layout.count() - 1, canvas)
+        draw_training(figure, {})
+        return figure
+
     def _on_epoch(self, state: dict) -> None:
-        for key in ("loss", "val_auc"):
+        from ...figures import draw_training
+
+        for key in ("loss", "val_loss", "val_auc"):
             if key in state:
                 self.history.setdefault(key, []).append(float(state[key]))
-        self.plot.value = line_plot(self.history)
+        draw_training(self.figure, self.history)
         auc = f", val AUC {state['val_auc']:.3f}" if "val_auc" in state else ""
         self.status.value = f"epoch {state['epoch']}/{state['epochs']}: loss {state['loss']:.4f}{auc}"
 
