@@ -138,6 +138,14 @@ def test_local_cluster_gives_the_in_process_heatmap(synthetic_model, tmp_path, c
     b, _ = read_heatmap(tmp_path / "cluster" / "heatmap.tif")
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert cluster["slides"][0]["patches"] == local["slides"][0]["patches"]
+    # The local cluster's worker processes are gone with the command, not left spinning.
+    import multiprocessing
+    import time
+
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not multiprocessing.active_children()
 
 
 def test_cli_predict_writes_the_outputs(synthetic_model, tmp_path, capsys):

@@ -21,6 +21,7 @@ WIDGET_CLASSES = {
     "Patches": "PatchesWidget",
     "Train": "TrainWidget",
     "Detect metastases": "DetectWidget",
+    "Slides": "SlidesWidget",
 }
 
 

@@ -9,15 +9,14 @@ from pathlib import Path
 
 from ..annotations import GEOJSON_SUFFIXES, read_annotations
 from ..errors import InputError, SlideError
-from ..wsi import open_slide
+from ..wsi import SLIDE_SUFFIXES, open_slide
 from .layers import annotation_layer_data, slide_layer_data
+from .results import results_folder, results_layer_data
 
-__all__ = ['get_annotation_reader', 'get_heatmap_reader', 'get_reader']
+__all__ = ['get_annotation_reader', 'get_heatmap_reader', 'get_reader', 'get_results_reader']
 
 log = logging.getLogger(__name__)
 
-_SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide",
-                   ".bif", ".dcm")
 
 
 def get_reader(path: str | list[str]):
@@ -26,6 +25,8 @@ def get_reader(path: str | list[str]):
         if len(path) != 1:
             return None
         path = path[0]
+    if results_folder(path) is not None:  # a predictions folder's heatmap.tif: its results, not a slide
+        return get_results_reader(path)
     try:
         slide = open_slide(path)
     except SlideError as exc:
@@ -54,30 +55,86 @@ def _looks_like_annotations(path: Path) -> bool:
 
 
 def _slide_for(path: Path):
-    """The slide these annotations belong to: an open slide layer, else a file beside them.
+    """The slide these annotations (or results) belong to: an open slide layer, else a file.
 
-    An open layer whose slide has the same stem wins; else the only open
-    slide layer; else a slide file with the same stem in the same folder.
+    An open layer whose slide has the same stem (or, in a predictions
+    folder, the stem ``heatmap.json`` names) wins; else the only open slide
+    layer; else the slide ``heatmap.json`` names; else a slide file with the
+    same stem in the same folder.
     """
-    candidates = []
+    candidates = _open_slide_paths()
+    named = _slide_named_beside(path)
+    same = [c for c in candidates if Path(c).stem == (Path(named).stem if named else path.stem)]
+    if same or len(candidates) == 1:
+        return open_slide((same or candidates)[0])
+    if named and Path(named).is_file():
+        return open_slide(named)
+    for suffix in SLIDE_SUFFIXES:
+        beside = path.with_suffix(suffix)
+        if beside.exists():
+            return open_slide(beside)
+    return None
+
+
+def _open_slide_paths() -> list[str]:
+    """Paths of the slides open in the current viewer (none without Qt or a viewer)."""
     try:
         import napari
 
         viewer = napari.current_viewer()
     except Exception:  # no Qt, no viewer: fall back to files
         viewer = None
-    if viewer is not None:
-        candidates = [layer.metadata["path"] for layer in viewer.layers
-                      if isinstance(getattr(layer, "metadata", None), dict) and "path" in layer.metadata
-                      and "vendor" in layer.metadata]
-    same = [c for c in candidates if Path(c).stem == path.stem]
-    if same or len(candidates) == 1:
-        return open_slide((same or candidates)[0])
-    for suffix in _SLIDE_SUFFIXES:
-        beside = path.with_suffix(suffix)
-        if beside.exists():
-            return open_slide(beside)
-    return None
+    if viewer is None:
+        return []
+    return [layer.metadata["path"] for layer in viewer.layers
+            if isinstance(getattr(layer, "metadata", None), dict) and "path" in layer.metadata
+            and "vendor" in layer.metadata]
+
+
+def _predictions_info(path: Path) -> dict:
+    """``heatmap.json`` of the predictions folder ``path`` lies in (or is); empty elsewhere."""
+    import json
+
+    info = path.parent / "heatmap.json" if path.is_file() else path / "heatmap.json"
+    try:
+        return json.loads(info.read_text()) if info.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _slide_named_beside(path: Path) -> str | None:
+    """The slide a predictions folder's files belong to, from its ``heatmap.json``."""
+    return _predictions_info(path).get("slide")
+
+
+def get_results_reader(path: str | list[str]):
+    """Reader for a ``lymphmet predict`` folder (or its ``heatmap.tif``): heatmap, detections, regions.
+
+    They are laid over the open slide they were made from (else the only
+    open slide, else the slide named in ``heatmap.json``).
+    """
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    folder = results_folder(path)
+    if folder is None:
+        return None
+
+    def read(_path):
+        from napari.utils.notifications import show_warning
+
+        try:
+            slide = _slide_for(folder / "heatmap.tif")
+            if slide is None:
+                raise InputError(f"{folder.name}: open its slide first (heatmap.json names no slide that exists)")
+            with slide:
+                return results_layer_data(folder, slide)
+        except InputError as exc:
+            show_warning(str(exc))
+            return [(None,)]
+
+    return read
 
 
 def get_annotation_reader(path: str | list[str]):
@@ -100,7 +157,10 @@ def get_annotation_reader(path: str | list[str]):
                                  f"and no slide named {path.stem}.* lies beside it)")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                anns = read_annotations(path)
+                # predict's GeoJSON is relative to an MRXS slide's bounds, as QuPath shows it
+                offset = tuple(_predictions_info(path).get("geojson_offset") or (0, 0)) \
+                    if path.suffix.lower() != ".xml" else (0, 0)
+                anns = read_annotations(path, offset=offset)
         except InputError as exc:
             show_warning(str(exc))
             return [(None,)]

@@ -22,7 +22,7 @@ from .core import (
     polygon_area,
     summarize,
 )
-from .geojson import QUPATH_CLASSES, read_geojson, write_geojson
+from .geojson import QUPATH_CLASSES, read_geojson, write_geojson, write_geojson_points
 from .io import GEOJSON_SUFFIXES, XML_SUFFIXES, read_annotations, write_annotations
 from .rasterize import fill_polygons, fill_rings, rasterize
 
@@ -30,4 +30,4 @@ __all__ = ["ASAP_GROUPS", "CLASSES", "DOT_RADIUS", "EXCLUSION", "EXCLUSION_GROUP
            "NORMAL", "QUPATH_CLASSES", "TUMOR", "TUMOR_GROUPS", "UNCERTAIN", "XML_SUFFIXES", "Annotation",
            "AnnotationWarning", "Label", "check_within", "fill_polygons", "fill_rings", "polygon_area", "rasterize",
            "read_annotations", "read_asap_xml", "read_geojson", "summarize", "write_annotations", "write_asap_xml",
-           "write_geojson"]
+           "write_geojson", "write_geojson_points"]

@@ -15,10 +15,10 @@ import numpy as np
 
 from .._io import atomic_path
 from .asap import _group_label
-from .core import EXCLUSION, EXCLUSION_GROUPS, TUMOR, Annotation, AnnotationWarning
+from .core import EXCLUSION, EXCLUSION_GROUPS, TUMOR, Annotation, AnnotationWarning, Label
 from ..errors import InputError
 
-__all__ = ['QUPATH_CLASSES', 'read_geojson', 'write_geojson']
+__all__ = ['QUPATH_CLASSES', 'read_geojson', 'write_geojson', 'write_geojson_points']
 
 
 # --- QuPath GeoJSON -------------------------------------------------------
@@ -120,10 +120,12 @@ def read_geojson(path: str | os.PathLike, *, offset: tuple[float, float] = (0.0,
 
 
 def write_geojson(path: str | os.PathLike, annotations: Sequence[Annotation], *,
-                  offset: tuple[float, float] = (0.0, 0.0)) -> None:
+                  offset: tuple[float, float] = (0.0, 0.0), properties: Sequence[dict] | None = None) -> None:
     """Write annotations as a QuPath-style GeoJSON FeatureCollection, atomically.
 
     ``offset`` is subtracted from every vertex (see :func:`read_geojson`).
+    ``properties``, one dict per annotation, are added to each feature's
+    properties (and to QuPath's ``measurements`` where they are numbers).
     """
     shift = np.asarray(offset, np.float64)
 
@@ -132,14 +134,49 @@ def write_geojson(path: str | os.PathLike, annotations: Sequence[Annotation], *,
         return np.vstack([xy, xy[:1]]).tolist()
 
     features = []
-    for ann in annotations:
+    for i, ann in enumerate(annotations):
         class_name, colour = QUPATH_CLASSES[ann.label]
+        extra = dict(properties[i]) if properties is not None else {}
         features.append({
             "type": "Feature",
             "id": str(uuid.uuid4()),
             "geometry": {"type": "Polygon", "coordinates": [ring(ann.exterior)] + [ring(h) for h in ann.holes]},
             "properties": {"objectType": "annotation", "name": ann.name or None,
-                           "classification": {"name": class_name, "color": colour}},
+                           "classification": {"name": class_name, "color": colour}, **_with_measurements(extra)},
         })
+    _write_collection(path, features)
+
+
+def write_geojson_points(path: str | os.PathLike, points: np.ndarray, *, measurements: dict[str, np.ndarray],
+                         object_type: str = "detection", label: Label = TUMOR,
+                         offset: tuple[float, float] = (0.0, 0.0)) -> None:
+    """Write ``(N, 2)`` points ``(x, y)`` as QuPath Point features, atomically.
+
+    ``measurements`` maps a name to ``N`` numbers (e.g. ``probability``);
+    each goes into the feature's ``properties.measurements`` as QuPath
+    stores measurements, and into ``properties`` itself.
+    """
+    class_name, colour = QUPATH_CLASSES[label]
+    shift = np.asarray(offset, np.float64)
+    features = []
+    for i, (x, y) in enumerate(np.asarray(points, np.float64).reshape(-1, 2) - shift):
+        values = {name: float(v[i]) for name, v in measurements.items()}
+        features.append({
+            "type": "Feature",
+            "id": str(uuid.uuid4()),
+            "geometry": {"type": "Point", "coordinates": [float(x), float(y)]},
+            "properties": {"objectType": object_type, "name": f"{class_name} {i + 1}",
+                           "classification": {"name": class_name, "color": colour},
+                           **_with_measurements(values)},
+        })
+    _write_collection(path, features)
+
+
+def _with_measurements(values: dict) -> dict:
+    numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {**values, "measurements": numbers} if numbers else values
+
+
+def _write_collection(path: str | os.PathLike, features: list[dict]) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}) + "\n")

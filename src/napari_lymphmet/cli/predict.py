@@ -14,15 +14,32 @@ __all__ = []
 
 
 def _predict(args: argparse.Namespace) -> dict[str, Any]:
+    from ..errors import InputError
     from ..model import DEFAULT_MODEL
-    from ..workflows import PredictOptions, predict_slides
+    from ..workflows import PredictOptions, SlideFailure, cohort_row, predict_slides, write_cohort
+    from ..wsi import find_slides
 
     options = PredictOptions(mask=args.mask, stride=args.stride, batch_size=args.batch_size,
                              threshold=args.threshold, detect=args.detect, scheduler=args.scheduler,
                              workers=args.workers)
-    results = predict_slides(args.slides, args.model, args.output, options,
-                             progress=lambda slide_id: _Progress(f"predict {slide_id}", quiet=args.quiet))
-    return {"model": str(args.model or DEFAULT_MODEL), "slides": [r.summary() for r in results]}
+    slides = find_slides(args.slides)
+    if not slides:
+        raise InputError(f"{', '.join(args.slides)}: no slide files found")
+    rows, done, failed = [], [], []
+    for result in predict_slides(slides, args.model, args.output, options, keep_going=True,
+                                 progress=lambda slide_id: _Progress(f"predict {slide_id}", quiet=args.quiet)):
+        rows.append(cohort_row(result))
+        if isinstance(result, SlideFailure):  # reported, and the next slide goes on
+            print(f"warning: {result.error}", file=sys.stderr, flush=True)
+            failed.append({"slide": result.slide, "error": result.error})
+        else:
+            done.append(result.summary())
+    Path(args.output).mkdir(exist_ok=True)
+    cohort = write_cohort(args.output, rows)
+    if not done:  # exit 2 only when nothing could be predicted
+        raise InputError(failed[0]["error"] if len(failed) == 1 else
+                         f"none of the {len(failed)} slides could be predicted; see {cohort['slides_csv']}")
+    return {"model": str(args.model or DEFAULT_MODEL), "slides": done, "failed": failed, **cohort}
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from .distributed import connect, predict_distributed
 from .grid import HeatmapGrid, batches_of, grid_for
 from .omezarr import HeatmapZarr, read_heatmap_zarr, write_heatmap_zarr
 from .outputs import read_heatmap, write_outputs
+from .regions import TumorRegion, region_annotations, tumor_regions
 from .run import PredictResult, iter_predict, model_id, predict_slide
 
-__all__ = ['HeatmapGrid', 'HeatmapZarr', 'PredictResult', 'batches_of', 'connect', 'detect', 'grid_for', 'iter_predict',
-           'model_id', 'predict_distributed', 'predict_slide', 'read_heatmap', 'read_heatmap_zarr', 'slide_score',
-           'write_heatmap_zarr', 'write_outputs']
+__all__ = ["HeatmapGrid", "HeatmapZarr", "PredictResult", "TumorRegion", "batches_of", "connect", "detect", "grid_for",
+           "iter_predict", "model_id", "predict_distributed", "predict_slide", "read_heatmap", "read_heatmap_zarr",
+           "region_annotations", "slide_score", "tumor_regions", "write_heatmap_zarr", "write_outputs"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -25,19 +27,28 @@ _CACHE: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
 
 
-def connect(scheduler: str, *, n_workers: int = 2):
-    """A ``Client`` for ``tcp://host:port``, or for a new ``LocalCluster`` when ``local``."""
+@contextmanager
+def connect(scheduler: str, *, n_workers: int = 2) -> Iterator[Any]:
+    """A ``Client`` for ``tcp://host:port``, or for a new ``LocalCluster`` when ``local``, as a context.
+
+    Leaving it closes the client and, for ``local``, the cluster's worker
+    processes too (a client does not own a cluster object handed to it).
+    """
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise InputError("--scheduler needs dask.distributed: pip install 'napari-lymphmet[distributed]'") from None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        return Client(cluster)
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            yield client
+        return
     try:
-        return Client(scheduler, timeout="10s")
+        client = Client(scheduler, timeout="10s")
     except OSError as exc:
         raise InputError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
+    with client:
+        yield client
 
 
 def _worker_state(slide_path: str, model_path: str):

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_path
-from .detect import detect
+from ..annotations import write_asap_xml, write_geojson, write_geojson_points
+from .detect import detect, slide_score
+from .regions import region_annotations, tumor_regions
 from .omezarr import write_heatmap_zarr
 from ..errors import InputError
 from .run import PredictResult
@@ -21,7 +23,15 @@ __all__ = ['read_heatmap', 'write_outputs']
 
 def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResult, *, model_name: str,
                   threshold: float = 0.5, method: str = "components") -> dict:
-    """``heatmap.tif``, ``heatmap.ome.zarr``, ``heatmap.json``, ``overlay.png`` and ``detections.csv``, each atomically.
+    """Write a slide's results into ``out_dir``, each file atomically.
+
+    ``heatmap.tif``, ``heatmap.ome.zarr``, ``heatmap.json``, ``overlay.png``;
+    ``detections.csv`` (CAMELYON16) and ``detections.geojson`` (QuPath
+    points with a ``probability`` measurement); ``tumor_regions.geojson``
+    and ``tumor_regions.xml`` (ASAP): the connected regions above
+    ``threshold`` as polygons in level-0 px. GeoJSON coordinates are
+    relative to the slide's bounds when it has them (MRXS), as QuPath
+    shows such slides; ``heatmap.json`` records that ``geojson_offset``.
     """
     import tifffile
 
@@ -35,6 +45,11 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
             "patch_box": grid.box, "read_level": grid.read_level,
             "cell": "cell (r, c) covers level-0 x in [c*D, (c+1)*D), y in [r*D, (r+1)*D)",
             "complete": result.complete}
+    detections = detect(result.heatmap, grid.downsample, threshold=threshold, method=method)
+    regions = tumor_regions(result.heatmap, grid.downsample, threshold=threshold, mpp=slide.mpp)
+    info.update(threshold=threshold, slide_score=slide_score(result.heatmap), detections=int(len(detections)),
+                tumor_area_mm2=sum(r.area_um2 for r in regions) / 1e6 if slide.mpp else None,
+                geojson_offset=list(slide.bounds[:2]) if slide.bounds else [0, 0])
     with atomic_path(out / "heatmap.tif") as tmp:
         tifffile.imwrite(tmp, result.heatmap.astype(np.float32), description=json.dumps(info),
                          compression="zlib", metadata=None)
@@ -48,14 +63,23 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
     info["overlay_axes"] = list(axes_box(figure))
     with atomic_path(out / "heatmap.json") as tmp:
         tmp.write_text(json.dumps(info, indent=2) + "\n")
-    detections = detect(result.heatmap, grid.downsample, threshold=threshold, method=method)
     with atomic_path(out / "detections.csv") as tmp:
         # CAMELYON16 submission format: confidence,X,Y per line, level-0 px, no header.
         tmp.write_text("".join(f"{c:.6f},{x:.0f},{y:.0f}\n" for c, x, y in detections))
+    offset = tuple(float(v) for v in slide.bounds[:2]) if slide.bounds else (0.0, 0.0)
+    write_geojson_points(out / "detections.geojson", detections[:, 1:], offset=offset,
+                         measurements={"probability": detections[:, 0]})
+    write_geojson(out / "tumor_regions.geojson", region_annotations(regions), offset=offset,
+                  properties=[{"probability_max": r.probability_max, "probability_mean": r.probability_mean,
+                               "area_um2": r.area_um2} for r in regions])
+    write_asap_xml(out / "tumor_regions.xml", region_annotations(regions))
     return {"heatmap": str(out / "heatmap.tif"), "heatmap_zarr": str(out / "heatmap.ome.zarr"),
             "heatmap_json": str(out / "heatmap.json"),
             "overlay": str(out / "overlay.png"), "detections": str(out / "detections.csv"),
-            "n_detections": int(len(detections))}
+            "detections_geojson": str(out / "detections.geojson"),
+            "tumor_regions_geojson": str(out / "tumor_regions.geojson"),
+            "tumor_regions_xml": str(out / "tumor_regions.xml"),
+            "n_detections": int(len(detections)), "tumor_area_mm2": info["tumor_area_mm2"]}
 
 
 def read_heatmap(path: str | os.PathLike) -> tuple[np.ndarray, dict]:

@@ -6,6 +6,10 @@ They sit above the core topics and below ``cli`` and ``_napari``.
 from __future__ import annotations
 
 from .demo import run_demo
-from .predict import PredictOptions, SlidePrediction, predict_slides
+from .catalog import SlideEntry, SlideFacts, companions, list_slides, results_for, slide_facts, with_results
+from .cohort import CSV_COLUMNS, CohortRow, cohort_row, write_cohort
+from .predict import PredictOptions, SlideFailure, SlidePrediction, predict_slides
 
-__all__ = ["PredictOptions", "SlidePrediction", "predict_slides", "run_demo"]
+__all__ = ["CSV_COLUMNS", "CohortRow", "PredictOptions", "SlideEntry", "SlideFacts", "SlideFailure",
+           "SlidePrediction", "cohort_row", "companions", "list_slides", "predict_slides", "results_for", "run_demo",
+           "slide_facts", "with_results", "write_cohort"]

@@ -8,6 +8,8 @@ report the same figures.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from ..model import load_model, resolve_model
 from ..tissue import MASK_SUFFIXES, find_companion, tissue_for
 from ..wsi import open_slide
 
-__all__ = ["PredictOptions", "SlidePrediction", "predict_slides"]
+__all__ = ["PredictOptions", "SlideFailure", "SlidePrediction", "predict_slides"]
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
 
@@ -66,15 +68,29 @@ class SlidePrediction:
                 **self.paths}
 
 
+@dataclass(frozen=True)
+class SlideFailure:
+    """A slide that could not be predicted, and why (one line)."""
+
+    slide: str
+    slide_id: str
+    error: str
+    seconds: float
+
+
 def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.PathLike | None, out: str | os.PathLike,
-                   options: PredictOptions = PredictOptions(), *,
-                   progress: ProgressFactory | None = None) -> Iterator[SlidePrediction]:
+                   options: PredictOptions = PredictOptions(), *, progress: ProgressFactory | None = None,
+                   keep_going: bool = False,
+                   cancel: threading.Event | None = None) -> Iterator[SlidePrediction | SlideFailure]:
     """Predict each slide in turn, yielding its result as soon as its files are written.
 
     ``model_path`` is a ``.keras`` file or a bundled model's name; ``None``
     is the default bundled model. One slide writes into ``out``; several
     into ``out/<slide id>/``. A partial heatmap is checkpointed there, so an
-    interrupted run resumes.
+    interrupted run resumes. With ``keep_going``, a slide that cannot be
+    read yields a :class:`SlideFailure` and the others go on. Setting
+    ``cancel`` stops after the current batch: that slide keeps its
+    checkpoint, writes no outputs, and nothing more is yielded.
 
     Raises
     ------
@@ -98,20 +114,42 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
 
             client = stack.enter_context(connect(options.scheduler, n_workers=options.workers))
         for path in slides:
-            with open_slide(path) as slide:
-                out_dir = out_root / slide.slide_id if len(slides) > 1 else out_root
-                out_dir.mkdir(parents=True, exist_ok=True)
-                tissue = tissue_for(slide, find_companion(path, options.mask, MASK_SUFFIXES))
-                meter = progress(slide.slide_id) if progress is not None else None
-                run = dict(tissue_mask=tissue.mask, tissue_downsample=tissue.downsample, stride=options.stride,
-                           batch_size=options.batch_size, progress=meter)
-                if client is not None:
-                    from ..inference import predict_distributed
+            if cancel is not None and cancel.is_set():
+                return
+            start = time.monotonic()
+            try:
+                done = _predict_one(path, out_root / Path(path).stem if len(slides) > 1 else out_root, model,
+                                    card, options, client=client, key=key, model_path=model_path,
+                                    threshold=threshold, progress=progress, cancel=cancel)
+            except InputError as exc:
+                if not keep_going:
+                    raise
+                yield SlideFailure(str(path), Path(path).stem, " ".join(str(exc).split()),
+                                   time.monotonic() - start)
+                continue
+            if done is None:  # cancelled part-way
+                return
+            yield done
 
-                    result = predict_distributed(client, slide, str(model_path), card, **run)
-                else:
-                    result = predict_slide(slide, model, card, model_key=key,
-                                           checkpoint=out_dir / ".heatmap.partial.zarr", **run)
-                paths = write_outputs(out_dir, slide, result, model_name=Path(model_path).name,
-                                      threshold=threshold, method=options.detect)
-                yield SlidePrediction(slide.path, slide.slide_id, out_dir, result, paths)
+
+def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, options: PredictOptions, *,
+                 client: Any, key: str, model_path: Path, threshold: float,
+                 progress: ProgressFactory | None, cancel: threading.Event | None) -> SlidePrediction | None:
+    with open_slide(path) as slide:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tissue = tissue_for(slide, find_companion(path, options.mask, MASK_SUFFIXES))
+        meter = progress(slide.slide_id) if progress is not None else None
+        run = dict(tissue_mask=tissue.mask, tissue_downsample=tissue.downsample, stride=options.stride,
+                   batch_size=options.batch_size, progress=meter)
+        if client is not None:
+            from ..inference import predict_distributed
+
+            result = predict_distributed(client, slide, str(model_path), card, **run)
+        else:
+            result = predict_slide(slide, model, card, model_key=key, cancel=cancel,
+                                   checkpoint=out_dir / ".heatmap.partial.zarr", **run)
+            if not result.complete:
+                return None
+        paths = write_outputs(out_dir, slide, result, model_name=Path(model_path).name,
+                              threshold=threshold, method=options.detect)
+        return SlidePrediction(slide.path, slide.slide_id, out_dir, result, paths)

@@ -10,6 +10,7 @@ streams pyramidal JPEG TIFFs. Depends on nothing else in the package but
 from __future__ import annotations
 
 from .cache import TileCache
+from .files import SLIDE_SUFFIXES, find_slides, is_companion
 from .info import SlideInfo
 from .levels import DIRECT_COMPRESSIONS, LevelReader, OpenSlideLevel, TiffLevel, composite_on_white
 from .pyramid import LevelArray, RegionReader, TileReader, tile_array
@@ -18,6 +19,6 @@ from .tiles import TileStore
 from .tiffwrite import PyramidInfo, RenderFn, pyramid_shapes, write_jpeg_pages, write_pyramid_tiff
 
 __all__ = ["DEFAULT_CACHE_BYTES", "DEFAULT_TILE", "DIRECT_COMPRESSIONS", "DIRECT_VENDORS", "LevelArray", "LevelReader",
-           "OpenSlideLevel", "PyramidInfo", "RegionReader", "RenderFn", "Slide", "SlideInfo", "TiffLevel", "TileCache",
-           "TileReader", "TileStore", "composite_on_white", "open_slide", "pyramid_shapes", "tile_array",
-           "write_jpeg_pages", "write_pyramid_tiff"]
+           "OpenSlideLevel", "PyramidInfo", "RegionReader", "RenderFn", "SLIDE_SUFFIXES", "Slide", "SlideInfo",
+           "TiffLevel", "TileCache", "TileReader", "TileStore", "composite_on_white", "find_slides", "is_companion",
+           "open_slide", "pyramid_shapes", "tile_array", "write_jpeg_pages", "write_pyramid_tiff"]

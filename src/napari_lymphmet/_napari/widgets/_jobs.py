@@ -51,7 +51,13 @@ class Job(Generic[R]):
 
     # -- called from the work, on any thread --------------------------------
     def step(self, done: int, total: int) -> None:
-        """Move the progress bar to ``done`` of ``total``."""
+        """Move the progress bar to ``done`` of ``total`` (from the worker, it moves on the GUI thread)."""
+        if threading.current_thread() is not threading.main_thread() and self.worker is not None:
+            self._deliver(_Step(done, total))  # Qt objects are made and changed on the GUI thread only
+            return
+        self._move_bar(done, total)
+
+    def _move_bar(self, done: int, total: int) -> None:
         if self._bar is None:
             from napari.utils import progress
 
@@ -106,7 +112,14 @@ class Job(Generic[R]):
         self.worker = create_worker(steps)
         # A Qt signal emitted on the worker thread reaches its slots on the GUI thread.
         self._deliver = self.worker.yielded.emit
-        self.worker.yielded.connect(on_update)
+
+        def deliver(payload: Any) -> None:
+            if isinstance(payload, _Step):
+                self._move_bar(payload.done, payload.total)
+            else:
+                on_update(payload)
+
+        self.worker.yielded.connect(deliver)
         if on_done is not None:
             self.worker.returned.connect(on_done)
         self.worker.errored.connect(self._failed)
@@ -134,6 +147,15 @@ class Job(Generic[R]):
             run.enabled = not running
             if cancel is not None:
                 cancel.enabled = running
+
+
+class _Step:
+    """A progress step sent from the worker thread to the GUI thread."""
+
+    __slots__ = ("done", "total")
+
+    def __init__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
 
 
 def _drain(out: Any, on_update: Callable[[Any], None]) -> Any:

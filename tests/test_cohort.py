@@ -1,0 +1,187 @@
+"""A cohort at a glance: predict over a folder, slides.csv and index.html, QuPath/ASAP outputs, the Slides widget."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from .browser import CHROMIUM
+from .conftest import open_widget, run_main
+
+pytestmark = pytest.mark.tf
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """Four synthetic slides with their XML (two with metastases), a tissue mask beside one, a corrupt TIFF."""
+    from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
+    from napari_lymphmet.tissue import save_mask, tissue_mask
+    from napari_lymphmet.wsi import open_slide
+
+    folder = tmp_path_factory.mktemp("cohort") / "slides"
+    folder.mkdir()
+    for name, seed, lesions in (("node_a", 41, 3), ("node_b", 7, 2), ("node_c", 8, 0), ("node_d", 9, 0)):
+        write_synthetic_slide(folder / f"{name}.tif", SynthSpec(width=3072, height=2048, seed=seed, lesions=lesions,
+                                                                 mpp=0.5))
+    with open_slide(folder / "node_a.tif") as slide:
+        found = tissue_mask(slide)
+    save_mask(folder / "node_a_tissue.png", found.mask, downsample=found.downsample, kind="tissue")
+    save_mask(folder / "node_a_tissue.tif", found.mask, downsample=found.downsample, kind="tissue")  # not a slide
+    (folder / "broken.tif").write_bytes(b"II*\x00" + b"\x00" * 64)  # a TIFF header and nothing else
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cohort_predicted(cohort, synthetic_model, tmp_path_factory):
+    import contextlib
+    import io
+
+    from napari_lymphmet.cli import main
+
+    model_path, _ = synthetic_model
+    out = tmp_path_factory.mktemp("cohort-out") / "predictions"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["-q", "predict", str(cohort), "--model", str(model_path), "-o", str(out)])
+    return out, code, json.loads(stdout.getvalue().strip().splitlines()[-1]), stderr.getvalue()
+
+
+def test_predict_over_a_folder_writes_a_sorted_cohort_table_and_page(cohort, cohort_predicted):
+    out, code, summary, err = cohort_predicted
+    assert code == 0, err
+    with open(out / "slides.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["slide"] for r in rows][-1] == "broken" and len(rows) == 5  # the mask and XML are not slides
+    assert list(rows[0]) == ["slide", "path", "slide_score", "detections", "tumor_area_mm2", "mpp", "seconds",
+                             "status"]
+    ok = rows[:4]
+    assert all(r["status"] == "ok" for r in ok) and "broken.tif" in rows[-1]["status"]
+    scores = [float(r["slide_score"]) for r in ok]
+    assert scores == sorted(scores, reverse=True)
+    assert {r["slide"] for r in ok[:2]} == {"node_a", "node_b"}  # the slides with metastases rank first
+    assert float(ok[0]["tumor_area_mm2"]) > 0 and float(ok[0]["mpp"]) == 0.5
+    assert "broken.tif" in err and summary["failed"][0]["slide"].endswith("broken.tif")
+    for row in ok:
+        folder = out / row["slide"]
+        for name in ("heatmap.tif", "heatmap.ome.zarr", "detections.csv", "detections.geojson",
+                     "tumor_regions.geojson", "tumor_regions.xml", "overlay.png"):
+            assert (folder / name).exists(), (row["slide"], name)
+    assert (out / "index.html").is_file()
+
+
+def test_every_slide_failing_exits_2_with_one_line(tmp_path, capsys, synthetic_model):
+    model_path, _ = synthetic_model
+    (tmp_path / "in").mkdir()
+    for name in ("a.tif", "b.svs"):
+        (tmp_path / "in" / name).write_bytes(b"not a slide")
+    code, _, err = run_main(capsys, "-q", "predict", str(tmp_path / "in"), "--model", str(model_path),
+                            "-o", str(tmp_path / "out"))
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: none of the 2 slides")
+    assert (tmp_path / "out" / "slides.csv").read_text().count("\n") == 3
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (bash .ci/run installs it)")
+def test_index_page_shows_every_thumbnail_in_headless_chromium(cohort_predicted, tmp_path):
+    from .browser import inspect_images
+
+    out, code, _, _ = cohort_predicted
+    images = inspect_images(out / "index.html", tmp_path)
+    assert len(images) == 4 and all(image["width"] > 100 and image["height"] > 50 for image in images)
+
+
+def test_tumor_regions_geojson_is_what_qupath_reads_and_round_trips(cohort_predicted, tmp_path, capsys):
+    from napari_lymphmet.annotations import rasterize, read_annotations
+    from napari_lymphmet.inference import read_heatmap
+
+    out, _, _, _ = cohort_predicted
+    folder = out / "node_a"
+    collection = json.loads((folder / "tumor_regions.geojson").read_text())
+    assert collection["type"] == "FeatureCollection" and collection["features"]
+    for feature in collection["features"]:
+        assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Polygon"
+        for ring in feature["geometry"]["coordinates"]:
+            assert len(ring) >= 4 and ring[0] == ring[-1]  # closed rings
+        props = feature["properties"]
+        assert props["objectType"] == "annotation" and props["classification"]["name"] == "Tumor"
+        assert len(props["classification"]["color"]) == 3
+        assert 0 < props["probability_mean"] <= props["probability_max"] <= 1 and props["area_um2"] > 0
+    points = json.loads((folder / "detections.geojson").read_text())
+    assert points["features"] and all(f["geometry"]["type"] == "Point" and f["properties"]["objectType"] ==
+                                      "detection" and 0 < f["properties"]["measurements"]["probability"] <= 1
+                                      for f in points["features"])
+    # Through `annotations convert` to ASAP XML, rasterized on the heatmap's grid: the thresholded heatmap.
+    code, _, err = run_main(capsys, "annotations", "convert", str(folder / "tumor_regions.geojson"),
+                            str(tmp_path / "regions.xml"))
+    assert code == 0, err
+    heatmap, info = read_heatmap(folder / "heatmap.tif")
+    drawn = rasterize(read_annotations(tmp_path / "regions.xml"), heatmap.shape, downsample=info["downsample"])
+    truth = heatmap >= info["threshold"]
+    assert truth.sum() > 0
+    assert (drawn & truth).sum() / (drawn | truth).sum() >= 0.95
+
+
+@pytest.mark.gui
+def test_dropping_a_predictions_folder_lays_its_results_over_the_slide(make_napari_viewer, cohort,
+                                                                       cohort_predicted):
+    out, _, _, _ = cohort_predicted
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(cohort / "node_a.tif"), plugin="napari-lymphmet")
+    layers = viewer.open(str(out / "node_a"), plugin="napari-lymphmet")
+    kinds = [type(layer).__name__ for layer in layers]
+    assert kinds == ["Image", "Points", "Shapes"]
+    heat, points, regions = layers
+    D = heat.metadata["downsample"]
+    np.testing.assert_allclose(heat.data_to_world((1, 2)), image.data_to_world((D + (D - 1) / 2, 2 * D + (D - 1) / 2)))
+    assert tuple(points.scale) == tuple(image.scale) == tuple(regions.scale)
+    # The heatmap.tif alone does the same.
+    (again, *_) = viewer.open(str(out / "node_a" / "heatmap.tif"), plugin="napari-lymphmet")
+    np.testing.assert_array_equal(again.data, heat.data)
+
+
+@pytest.mark.gui
+def test_slides_widget_lists_sorts_opens_and_predicts_all(make_napari_viewer, cohort, cohort_predicted,
+                                                          synthetic_model, tmp_path, qtbot):
+    import shutil
+
+    model_path, _ = synthetic_model
+    out, _, _, _ = cohort_predicted
+    # Predictions for two of the four readable slides; the widget predicts the rest.
+    predictions = tmp_path / "predictions"
+    for name in ("node_a", "node_c"):
+        shutil.copytree(out / name, predictions / name)
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer, "Slides")
+    widget.predictions.value = predictions
+    widget.model.value = str(model_path)
+    widget.folder.value = cohort  # lists at once
+    assert sorted(widget.names()) == ["broken", "node_a", "node_b", "node_c", "node_d"]
+    qtbot.waitUntil(lambda: all(widget.table.item(r, 3).text() != "…" for r in range(5)), timeout=30_000)
+    widget.sort_by("score")
+    assert widget.names()[:2] == ["node_a", "node_c"]  # predicted first, the tumor slide on top
+    assert not widget.table.item(0, 0).icon().isNull()  # a thumbnail
+
+    layers = widget.open_row(0)
+    names = [layer.name for layer in layers]
+    assert names[0] == "node_a" and "node_a tissue" in names
+    assert any(n.startswith("Tumor probability") for n in names) and any(n.startswith("Tumor regions") for n in names)
+    image = layers[0]
+    heat = next(layer for layer in layers if layer.name.startswith("Tumor probability"))
+    D = heat.metadata["downsample"]
+    np.testing.assert_allclose(heat.data_to_world((0, 0)), image.data_to_world(((D - 1) / 2, (D - 1) / 2)))
+    np.testing.assert_allclose(heat.scale, np.asarray(image.scale) * D)
+
+    # Predict all in a worker, cancelled after the first slide; then to the end.
+    worker = widget.predict_all(block=False)
+    worker.yielded.connect(lambda done: hasattr(done, "result") and widget.cancel())  # after a slide predicted
+    qtbot.waitUntil(lambda: widget.predict_button.enabled, timeout=60_000)
+    assert "cancelled" in widget.status.value
+    done = {e.name for e in widget.entries if e.results is not None}
+    assert {"node_a", "node_c"} < done and len(done) == 3
+    widget.predict_all(block=True)
+    scores = {e.name: e.slide_score for e in widget.entries}
+    assert all(scores[n] is not None for n in ("node_a", "node_b", "node_c", "node_d"))
+    widget.sort_by("score")
+    assert widget.names()[-1] == "broken" and set(widget.names()[:2]) == {"node_a", "node_b"}
