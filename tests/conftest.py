@@ -154,7 +154,27 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tensorflow_before_gl():
     """Load TensorFlow before any GL context exists (see the top of this file)."""
-    import tensorflow  # noqa: F401
+    from napari_lymphmet._tensorflow import import_tensorflow
+
+    import_tensorflow()
+    _freeze_what_is_loaded()
+
+
+def pytest_collection_finish(session):
+    _freeze_what_is_loaded()  # napari, Qt and the test modules are imported by now
+
+
+def _freeze_what_is_loaded() -> None:
+    """Move the objects of the modules loaded so far out of the garbage collector's sight.
+
+    napari runs ``gc.collect()`` whenever a layer is removed; with TensorFlow,
+    Qt and napari loaded that walks millions of long-lived objects each time.
+    Objects made afterwards (slides, layers, viewers) are collected as usual.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_sessionfinish(session, exitstatus):
