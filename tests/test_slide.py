@@ -193,3 +193,79 @@ def test_the_old_module_path_still_opens_slides_with_a_deprecation_warning():
     with pytest.warns(DeprecationWarning, match="napari_lymphmet.slide is deprecated"):
         old = importlib.import_module("napari_lymphmet.slide")
     assert old.open_slide is napari_lymphmet.open_slide and old.Slide is napari_lymphmet.Slide
+
+
+@pytest.fixture(scope="module")
+def single_level_jpeg(tmp_path_factory):
+    """A 0.243 µm/px JPEG-tiled slide of synthetic H&E tissue with no level but level 0."""
+    from napari_lymphmet.synthetic import SynthSpec, make_layout
+    from napari_lymphmet.wsi import write_pyramid_tiff
+
+    path = tmp_path_factory.mktemp("single") / "single.tif"
+    layout = make_layout(SynthSpec(width=3000, height=2000, seed=5, lesions=1, mpp=0.243))
+    write_pyramid_tiff(path, layout.render, 3000, 2000, tile=256, mpp=0.243, min_size=10_000)
+    return path
+
+
+def test_read_scaled_at_a_stored_level_is_that_level_pixel_for_pixel(small_synthetic):
+    with open_slide(small_synthetic) as slide:
+        for level, ds in enumerate(slide.level_downsamples):
+            x, y = 256 * int(ds), 128 * int(ds)
+            np.testing.assert_array_equal(slide.read_scaled((x, y), (300, 200), ds),
+                                          slide.read_level_region(level, (256, 128), (300, 200)))
+
+
+@pytest.mark.parametrize("downsample", [2.0, 4.0, 3.0, 1.5, 8.0])
+def test_read_scaled_between_levels_matches_full_decode_and_area_resize(single_level_jpeg, downsample):
+    """Reduced-scale JPEG decoding against full-size pixels averaged over each output pixel's footprint."""
+    from PIL import Image
+
+    with open_slide(single_level_jpeg) as slide:
+        assert slide.level_count == 1
+        w, h = 200, 150
+        x, y = 333.0, 271.0
+        got = slide.read_scaled((x, y), (w, h), downsample)
+        assert got.shape == (h, w, 3) and got.dtype == np.uint8
+        full = np.asarray(slide.pyramid()[0][int(y):int(y) + int(np.ceil(h * downsample)),
+                                             int(x):int(x) + int(np.ceil(w * downsample))])
+        reference = np.asarray(Image.fromarray(full).resize((w, h), Image.Resampling.BOX,
+                                                              box=(0, 0, w * downsample, h * downsample)))
+        mae = np.abs(got.astype(float) - reference).mean(axis=(0, 1))
+        assert (mae <= 2.0).all(), mae
+        if downsample >= 2:
+            assert slide.tiles.scale_for(0, downsample) >= 2  # it decoded at reduced scale
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_read_scaled_on_every_real_slide(name):
+    """Real files at 2.5×: JPEG (scaled decoding where the tiles allow) and JPEG 2000 alike.
+
+    The reference reads the same stored level at full size and averages it
+    exactly over each output pixel's footprint.
+    """
+    from napari_lymphmet.wsi.scaled import area_resize
+
+    with open_slide(real_slide(name)) as slide:
+        w0, h0 = slide.dimensions
+        size = (max(2, int(w0 / 5)), max(2, int(h0 / 5)))
+        got = slide.read_scaled((0, 0), size, 2.5)
+        level = slide.best_level_for_downsample(2.5)
+        scale = 2.5 / slide.level_downsamples[level]
+        full = slide.read_level_region(level, (0, 0), (int(np.ceil(size[0] * scale)), int(np.ceil(size[1] * scale))))
+        reference = area_resize(full, size, (0.0, 0.0), scale).astype(float)
+        assert got.shape == reference.shape
+        assert np.abs(got - reference).mean() <= 2.0
+
+
+def test_area_resize_is_the_exact_area_average():
+    """At 2.5 = 5 / 2: each pixel repeated 2 × 2, then 5 × 5 block means; and at a half-pixel offset."""
+    from napari_lymphmet.wsi.scaled import area_resize
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    exact = image.astype(float).repeat(2, 0).repeat(2, 1).reshape(40, 5, 48, 5, 3).mean(axis=(1, 3))
+    assert np.abs(area_resize(image, (48, 40), (0.0, 0.0), 2.5) - exact).max() <= 0.5
+    doubled = image.astype(float).repeat(2, 0).repeat(2, 1)
+    # Offset 0.5, scale 2: output px j covers [0.5 + 2j, 2.5 + 2j), i.e. doubled px [1 + 4j, 5 + 4j).
+    exact = doubled[1:1 + 4 * 48, 1:1 + 4 * 58].reshape(48, 4, 58, 4, 3).mean(axis=(1, 3))
+    assert np.abs(area_resize(image, (58, 48), (0.5, 0.5), 2.0) - exact).max() <= 0.5

@@ -25,7 +25,7 @@ class HeatmapGrid:
     downsample: float  # D: level-0 px per cell
     box: float  # level-0 px per patch side
     read_level: int
-    patch_size: int  # px of the patch as read (before the model's own resize)
+    patch_size: int  # px of the patch as read: the model's input size (the box is resized while it is read)
     mpp: float | None  # µm per level-0 px of the slide
 
     def patch_origin(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,11 +44,12 @@ def grid_for(slide: Slide, card: ModelCard, *, stride: int | None = None) -> Hea
                          f"inference needs both")
     else:
         scale = 1.0  # a model without mpp reads level 0 as it is
-    level = slide.best_level_for_downsample(scale * 1.001)
     step = (stride or size) * scale
+    box = size * scale
+    read = card.input_size or size  # read straight at the input size: no full-size decode, no resize later
+    level = slide.best_level_for_downsample(box / read * (1 + 1e-9))
     w, h = slide.dimensions
-    return HeatmapGrid(math.ceil(h / step), math.ceil(w / step), step, size * scale, level, size,
-                       slide.mean_mpp)
+    return HeatmapGrid(math.ceil(h / step), math.ceil(w / step), step, box, level, read, slide.mean_mpp)
 
 
 def _tissue_cells(grid: HeatmapGrid, mask: np.ndarray, mask_downsample: float, min_tissue: float) -> np.ndarray:
@@ -67,9 +68,9 @@ def batches_of(cells: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 def _read_batch(slide: Slide, grid: HeatmapGrid, cells: np.ndarray) -> np.ndarray:
-    """``(n, s, s, 3) uint8`` patches for ``cells``, one region read per run on a row."""
+    """``(n, s, s, 3) uint8`` patches for ``cells`` at the model's input size, one region read per run on a row."""
     xs, ys = grid.patch_origin(cells[:, 0], cells[:, 1])
     out = []
     for run in row_runs(xs, ys, max_gap=1.5 * grid.downsample):  # neighbouring cells only
-        out += read_row_boxes(slide, grid.read_level, xs[run], ys[run[0]], grid.box, grid.patch_size)
+        out += read_row_boxes(slide, xs[run], ys[run[0]], grid.box, grid.patch_size)
     return np.stack(out)

@@ -121,7 +121,7 @@ def iter_predict(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: float = 20.0,
     model_key: str = "",
-    predict_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    predict_fn: Callable[[np.ndarray], np.ndarray] | None = None,  # on prepared batches
     cancel: threading.Event | None = None,
 ) -> Generator[tuple[np.ndarray, int, int], None, PredictResult]:
     """Predict a slide batch by batch, yielding ``(heatmap, done, total)`` after each.
@@ -131,7 +131,7 @@ def iter_predict(
     returns the :class:`PredictResult` (``complete`` false) and saves the
     checkpoint, as closing it does.
     """
-    from ..model import predict_patches
+    from ..model import predict_prepared, prepare_batch
 
     grid = grid_for(slide, card, stride=stride)
     heatmap = np.zeros((grid.rows, grid.cols), np.float32)
@@ -148,7 +148,13 @@ def iter_predict(
             heatmap, done = previous
             resumed = int(done[cells[:, 0], cells[:, 1]].sum()) if len(cells) else 0
     todo = cells[~done[cells[:, 0], cells[:, 1]]] if len(cells) else cells
-    predict = predict_fn or (lambda batch: predict_patches(model, card, batch))
+    predict = predict_fn or (lambda x: predict_prepared(model, x))
+
+    def read(cells: np.ndarray) -> np.ndarray:
+        # Reading, resizing and the model's input transform all run here, in
+        # reader threads, so the thread running the model only runs it.
+        return prepare_batch(_read_batch(slide, grid, cells), card)
+
     batches = batches_of(todo, batch_size)
     readers = readers or max(1, min(4, (os.cpu_count() or 2)))
     ahead: queue.Queue = queue.Queue(maxsize=readers + 1)
@@ -163,7 +169,7 @@ def iter_predict(
             for b in batches:
                 if stop.is_set():
                     break
-                futures.append((b, pool.submit(_read_batch, slide, grid, b)))
+                futures.append((b, pool.submit(read, b)))
                 if len(futures) > readers:
                     item = futures.pop(0)
                     _put(item)

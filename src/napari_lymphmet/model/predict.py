@@ -11,7 +11,7 @@ from .metrics import binary_metrics
 from .preprocess import prepare_batch
 from .dataset import PatchTable
 
-__all__ = ['predict_patches', 'score_table']
+__all__ = ['predict_patches', 'predict_prepared', 'score_table']
 
 
 # -- prediction ---------------------------------------------------------------------
@@ -42,6 +42,15 @@ def predict_patches(model, card: ModelCard, batch: np.ndarray, *, tta: bool = Fa
     x = prepare_batch(batch, card)
     if tta:
         return _dihedral_mean(model, x)
+    return predict_prepared(model, x)
+
+
+def predict_prepared(model, x: np.ndarray) -> np.ndarray:
+    """Tumor probability, ``(N,) float32``, for a batch already through :func:`prepare_batch`.
+
+    Whole-slide inference prepares batches in its reader threads, so the
+    thread that runs the model does nothing else.
+    """
     return np.asarray(model(x, training=False)).ravel().astype(np.float32)
 
 

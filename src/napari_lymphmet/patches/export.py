@@ -28,7 +28,7 @@ CSV_COLUMNS = ["file", "slide_path", "slide_id", "x", "y", "read_level", "size",
 
 
 def _read_run(slide: Slide, plan: PatchPlan, run: Sequence[int]) -> list[np.ndarray]:
-    return read_row_boxes(slide, plan.read_level, plan.x[run], plan.y[run[0]], plan.box, plan.size)
+    return read_row_boxes(slide, plan.x[run], plan.y[run[0]], plan.box, plan.size)
 
 
 def _encode(patch: np.ndarray, fmt: str) -> bytes:

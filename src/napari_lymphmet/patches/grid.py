@@ -34,35 +34,20 @@ def box_fraction(integral: np.ndarray, downsample: float, x: np.ndarray, y: np.n
     return total / np.maximum((r1 - r0) * (c1 - c0), 1)
 
 
-def read_row_boxes(slide: Slide, level: int, xs: Sequence[float], y: float, box: float,
-                   size: int) -> list[np.ndarray]:
+def read_row_boxes(slide: Slide, xs: Sequence[float], y: float, box: float, size: int) -> list[np.ndarray]:
     """Square level-0 boxes on one row, read with one region read, as ``(size, size, 3) uint8``.
 
     Reading the span once decodes each slide tile once, however many boxes
-    share it. Boxes are read at ``level`` and resized to ``size`` only when
-    that level does not give exactly ``size`` px (integer factors by box
-    averaging, others by Lanczos). Parts outside the slide are white.
+    share it. The span is read by :meth:`Slide.read_scaled` at ``box / size``
+    level-0 px per px: from the nearest stored level, decoded at reduced
+    scale where the tiles allow, area-resized for the rest. Where ``box /
+    size`` is a stored level's downsample the pixels are that level's. Parts
+    outside the slide are white.
     """
-    ds = slide.level_downsamples[level]
-    n = int(round(box / ds))  # box side in read-level px
-    starts = [int(round(x / ds)) for x in xs]
-    y0 = int(round(y / ds))
-    region = slide.read_level_region(level, (starts[0], y0), (starts[-1] - starts[0] + n, n))
-    out = []
-    for start in starts:
-        patch = region[:, start - starts[0]:start - starts[0] + n]
-        if n != size:
-            from PIL import Image
-
-            image = Image.fromarray(np.ascontiguousarray(patch))
-            factor = n / size
-            if abs(factor - round(factor)) < 1e-9:
-                image = image.reduce(int(round(factor)))
-            else:
-                image = image.resize((size, size), Image.Resampling.LANCZOS)
-            patch = np.asarray(image)
-        out.append(np.ascontiguousarray(patch))
-    return out
+    ds = box / size
+    offsets = [int(round((x - xs[0]) / ds)) for x in xs]
+    span = slide.read_scaled((xs[0], y), (offsets[-1] + size, size), ds)
+    return [np.ascontiguousarray(span[:, o:o + size]) for o in offsets]
 
 
 def row_runs(xs: np.ndarray, ys: np.ndarray, *, max_gap: float, max_len: int | None = None) -> list[list[int]]:

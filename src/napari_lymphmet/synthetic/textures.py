@@ -116,7 +116,8 @@ def _nuclei_texture(rng: np.random.Generator, cls: int, mpp: float) -> np.ndarra
     size = period + 2 * margin
     grain = _grain(rng, period, 0.8, 5.0)
     if cls == CAPSULE:  # collagen fibres: noise stretched along one direction
-        grain += ndimage.zoom(_grain(rng, period, (0.8, 2.0), 12.0)[:, ::8], (1, 8), order=1, mode="grid-wrap")
+        fibres = ndimage.zoom(_grain(rng, period, (0.8, 2.0), 12.0)[:, ::8], (1, 8), order=1, mode="grid-wrap")
+        grain += fibres[:, :period]  # a period that is not a multiple of 8 (e.g. at 0.243 µm/px) overshoots
     canvas = np.float32(_BASE[cls]) + np.pad(grain, margin, mode="wrap")[..., None]
     u = rng.random((4, n, n))
     # Draw every nucleus that reaches into the period, including the wrapped

@@ -51,7 +51,9 @@ class LevelReader(Protocol):
     tile_shape: tuple[int, int]
 
     def read_tile(self, row: int, col: int, *, keep: bool = False,
-                  out: np.ndarray | None = None) -> np.ndarray: ...
+                  out: np.ndarray | None = None, factor: int = 1) -> np.ndarray: ...
+
+    def scales(self) -> tuple[int, ...]: ...
 
 
 def _tile_box(reader: LevelReader, row: int, col: int) -> tuple[int, int, int, int]:
@@ -81,6 +83,14 @@ class TiffLevel:
         self._counts = [int(v) for v in page.databytecounts]
         self._tiles_across = -(-self.shape[1] // self.tile_shape[1])
         self._decode = _decoder(page)
+        self._decode_scaled = _scaled_decoder(page)
+
+    def scales(self) -> tuple[int, ...]:
+        """Factors (1, 2, 4, 8) this level's tiles can be decoded at: DCT-domain scaling for YCbCr JPEG."""
+        if self._decode_scaled is None:
+            return (1,)
+        th, tw = self.tile_shape
+        return tuple(f for f in (1, 2, 4, 8) if th % f == 0 and tw % f == 0)
 
     @staticmethod
     def supports(page) -> bool:
@@ -99,35 +109,71 @@ class TiffLevel:
         return max((o + n for o, n in zip(self._offsets, self._counts) if n), default=0)
 
     def read_tile(self, row: int, col: int, *, keep: bool = False,
-                  out: np.ndarray | None = None) -> np.ndarray:
+                  out: np.ndarray | None = None, factor: int = 1) -> np.ndarray:
         """Decode one tile; ``keep`` says it will be cached (so needs fresh memory).
 
         A full-size tile is decoded into ``out`` when the codec can; the result
-        is ``out`` then, and a new array otherwise.
+        is ``out`` then, and a new array otherwise. ``factor`` (one of
+        :meth:`scales`) decodes at 1/factor of the size in the DCT domain:
+        ``(ceil(h/f), ceil(w/f), 3)``.
         """
         th, tw = self.tile_shape
         y, x = row * th, col * tw
         h, w = min(th, self.shape[0] - y), min(tw, self.shape[1] - x)
         if h <= 0 or w <= 0 or row < 0 or col < 0:
             raise IndexError(f"tile ({row}, {col}) is outside a level of shape {self.shape}")
+        if factor not in self.scales():
+            raise ValueError(f"level {self.level} cannot decode at 1/{factor}; it can at {self.scales()}")
+        hs, ws = -(-h // factor), -(-w // factor)
         index = row * self._tiles_across + col
         count = self._counts[index]
         if count == 0:
             # A tile the scanner skipped: OpenSlide shows it transparent.
-            return np.full((h, w, 3), 255, np.uint8)
+            return np.full((hs, ws, 3), 255, np.uint8)
         try:
             data = os.pread(self._fd, count, self._offsets[index])
             if len(data) != count:
                 raise OSError(f"file ends {count - len(data)} bytes short of the tile")
-            tile = self._decode(data, index, keep, out if (h, w) == (th, tw) else None)
+            if factor == 1:
+                tile = self._decode(data, index, keep, out if (h, w) == (th, tw) else None)
+            else:
+                tile = self._decode_scaled(data, factor)
         except Exception as exc:
+            at = "" if factor == 1 else f" at 1/{factor}"
             raise SlideReadError(
-                f"{self.path}: cannot read level {self.level} region "
-                f"x={x} y={y} w={w} h={h}: {exc}"
+                f"{self.path}: cannot read level {self.level} region x={x} y={y} w={w} h={h}{at}: {exc}"
             ) from exc
-        if tile.shape[:2] != (h, w):
-            tile = np.ascontiguousarray(tile[:h, :w])
+        if tile.shape[:2] != (hs, ws):
+            tile = np.ascontiguousarray(tile[:hs, :ws])
         return tile
+
+
+def _scaled_decoder(page):
+    """``decode(data, factor) -> (th/f, tw/f, 3)`` with libjpeg-turbo's DCT scaling, or None.
+
+    Only for YCbCr JPEG tiles (as almost every scanner writes): libjpeg
+    assumes YCbCr for three-channel streams without an Adobe marker, so an
+    RGB-coded JPEG (photometric RGB) would decode with the wrong colours;
+    those keep the full-size path. Tiles that share a ``JPEGTables`` header
+    get it spliced in front (its tables, then the tile's frame), since a
+    tile alone is an abbreviated stream.
+    """
+    if int(page.compression) != 7 or int(page.photometric) != 6:  # JPEG, YCbCr
+        return None
+    try:
+        import simplejpeg
+    except ImportError:  # an optional speed-up; without it every level reads at full size
+        return None
+    tables = page.jpegtables
+    prefix = bytes(tables[:-2]) if tables else b""  # the tables' SOI and segments, without their EOI
+    th, tw = int(page.tilelength), int(page.tilewidth)
+
+    def decode(data: bytes, factor: int) -> np.ndarray:
+        stream = prefix + data[2:] if prefix else data  # the tile's own SOI dropped
+        return simplejpeg.decode_jpeg(stream, colorspace="RGB", min_factor=factor,
+                                      min_height=th // factor, min_width=tw // factor)
+
+    return decode
 
 
 def _populated(shape: tuple[int, ...]) -> np.ndarray:
@@ -189,8 +235,14 @@ class OpenSlideLevel:
         self._osr = osr
         self._downsample = float(osr.level_downsamples[level])
 
+    def scales(self) -> tuple[int, ...]:
+        """OpenSlide decodes at full size only."""
+        return (1,)
+
     def read_tile(self, row: int, col: int, *, keep: bool = False,
-                  out: np.ndarray | None = None) -> np.ndarray:
+                  out: np.ndarray | None = None, factor: int = 1) -> np.ndarray:
+        if factor != 1:
+            raise ValueError("OpenSlide levels decode at full size only")
         y, x, h, w = _tile_box(self, row, col)
         location = (round(x * self._downsample), round(y * self._downsample))
         try:

@@ -26,6 +26,7 @@ from .cache import TileCache
 from .info import SlideInfo
 from .levels import LevelReader, OpenSlideLevel, TiffLevel, composite_on_white
 from .pyramid import tile_array
+from .scaled import read_scaled
 from .tiles import TileStore
 
 __all__ = ["DEFAULT_CACHE_BYTES", "DEFAULT_TILE", "DIRECT_VENDORS", "Slide", "open_slide"]
@@ -235,6 +236,23 @@ class Slide:
         (h, w, 3) uint8 ndarray
         """
         return self.tiles.read_region(level, location, size)
+
+    def read_scaled(self, location: tuple[float, float], size: tuple[int, int], downsample: float) -> np.ndarray:
+        """A region at any ``downsample`` ≥ 1, read the cheapest way: ``(h, w, 3) uint8``.
+
+        Parameters
+        ----------
+        location : (float, float)
+            ``(x, y)`` of the top-left corner, level-0 px (fractions allowed).
+        size : (int, int)
+            ``(w, h)`` of the result, px at ``downsample``.
+        downsample : float
+            Level-0 px per result px.
+
+        See :func:`napari_lymphmet.wsi.scaled.read_scaled` for how.
+        """
+        level = self.best_level_for_downsample(downsample * (1 + 1e-9))
+        return read_scaled(self.tiles, level, self.level_downsamples[level], location, size, downsample)
 
     def pyramid(self) -> list:
         """One lazy ``(H, W, 3) uint8`` dask array per level, chunked by native tile.
