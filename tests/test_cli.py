@@ -83,7 +83,7 @@ def test_bad_model_prints_exactly_one_stderr_line_and_no_tensorflow_chatter(tmp_
 
 def test_progress_lines_end_with_a_newline_off_a_terminal(tmp_path):
     """stderr to a pipe (CI logs): whole progress lines, no carriage-return redraws."""
-    result = run_cli("synth", "-o", str(tmp_path / "s.tif"), "--size", "4096")
+    result = run_cli("synth", "-o", str(tmp_path / "s.tif"), "--size", "2048")
     assert result.returncode == 0, result.stderr
     progress = [line for line in result.stderr.splitlines() if line.startswith("synth:")]
     assert progress and progress[-1].startswith("synth: ") and "(100%" in progress[-1]

@@ -24,7 +24,7 @@ def cohort(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cohort") / "slides"
     folder.mkdir()
     for name, seed, lesions in (("node_a", 41, 3), ("node_b", 7, 2), ("node_c", 8, 0), ("node_d", 9, 0)):
-        write_synthetic_slide(folder / f"{name}.tif", SynthSpec(width=3072, height=2048, seed=seed, lesions=lesions,
+        write_synthetic_slide(folder / f"{name}.tif", SynthSpec(width=2560, height=2048, seed=seed, lesions=lesions,
                                                                  mpp=0.5))
     with open_slide(folder / "node_a.tif") as slide:
         found = tissue_mask(slide)
