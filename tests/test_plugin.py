@@ -124,3 +124,18 @@ def test_qt_binding_is_current_and_napari_starts_without_a_deprecation_warning()
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split()[-1] in ("PyQt6", "PySide6")
     assert "deprecated" not in result.stderr.lower() or "backend" not in result.stderr.lower(), result.stderr
+
+
+def test_readers_claim_slides_and_result_folders_not_every_file(tmp_path):
+    """Dropping a PNG or a CSV never asks about this plugin; a folder may be a predictions folder."""
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+
+    def ours(path) -> list[str]:
+        return [r.command for r in pm.iter_compatible_readers([str(path)]) if r.command.startswith(PLUGIN)]
+
+    assert ours(tmp_path / "figure.png") == [] and ours(tmp_path / "table.csv") == []
+    assert f"{PLUGIN}.get_results_reader" in ours(tmp_path)
+    assert ours(tmp_path / "heatmap.tif") == [f"{PLUGIN}.get_reader"]  # which hands a results heatmap over
