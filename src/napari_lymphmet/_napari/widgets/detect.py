@@ -11,7 +11,6 @@ import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, Select
 
 from ...errors import InputError
-from ..layers import mask_geometry
 from ._common import PluginWidget, layer_tissue, slide_of
 from ._jobs import Job, follow
 from .tissue import find_mask_layer
@@ -136,11 +135,10 @@ class DetectWidget(PluginWidget):
     def _show_heatmap(self, slide, heatmap: np.ndarray, downsample: float) -> None:
         """Draw (or refresh in place) the heatmap layer, each cell exactly over its patch."""
         if self.heatmap_layer is None or self.heatmap_layer not in self._viewer.layers:
-            scale, translate = mask_geometry(slide, downsample)
-            self.heatmap_layer = self._viewer.add_image(
-                heatmap.copy(), name="Tumor probability", colormap="turbo", opacity=0.5,
-                contrast_limits=(0, 1), scale=scale, translate=translate, blending="translucent",
-                metadata={"kind": "heatmap", "slide": slide.path, "downsample": downsample})
+            from ..results import heatmap_layer_data
+
+            data, kwargs, _ = heatmap_layer_data(heatmap.copy(), slide, downsample, name="Tumor probability")
+            self.heatmap_layer = self._viewer.add_image(data, **kwargs)
         else:
             self.heatmap_layer.data = heatmap.copy()
 
