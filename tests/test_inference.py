@@ -172,3 +172,68 @@ def test_cli_predict_writes_the_outputs(synthetic_model, tmp_path, capsys):
     assert conf == sorted(conf, reverse=True) and s["n_detections"] == len(rows)
     assert 0 <= s["slide_score"] <= 1 and s["patches_per_second"] > 0
     assert not list((tmp_path / "out").glob(".*partial*"))
+
+
+def _lesions_hit(result, lesions) -> set[int]:
+    """Indices of the lesions with a detection within one cell of them."""
+    from scipy import ndimage
+
+    from napari_lymphmet.inference import detect
+
+    D = result.grid.downsample
+    hit = set()
+    for i, lesion in enumerate(lesions):
+        near = ndimage.binary_dilation(rasterize([lesion], result.heatmap.shape, downsample=D), iterations=1)
+        if any(near[int(y // D), int(x // D)] for _, x, y in detect(result.heatmap, D)):
+            hit.add(i)
+    return hit
+
+
+def _cell_auc(result, lesions) -> float:
+    D = result.grid.downsample
+    tumor = rasterize(lesions, result.heatmap.shape, downsample=D)
+    tissue = result.heatmap > 0
+    return roc_auc(tumor[tissue].astype(int), result.heatmap[tissue])
+
+
+def test_screening_predicts_few_cells_and_finds_what_dense_finds(synthetic_model, tmp_path):
+    from napari_lymphmet.inference import ScreenConfig, slide_score
+
+    model_path, slide_path = synthetic_model
+    lesions = read_asap_xml(slide_path.with_suffix(".xml"))
+    dense = _predict(slide_path, model_path)
+    screened = _predict(slide_path, model_path, screen=ScreenConfig())
+    assert screened.complete and screened.screened and not dense.screened
+    assert screened.total == dense.total and screened.predicted + screened.inferred == screened.total
+    assert screened.predicted <= 0.40 * screened.total, (screened.predicted, screened.total)
+    found = _lesions_hit(dense, lesions)
+    assert len(found) == 3 and found <= _lesions_hit(screened, lesions)
+    assert abs(_cell_auc(screened, lesions) - _cell_auc(dense, lesions)) <= 0.01
+    assert abs(slide_score(screened.heatmap) - slide_score(dense.heatmap)) <= 0.05
+    # Same zeros off tissue; a predicted cell has its dense value.
+    np.testing.assert_array_equal(screened.heatmap > 0, dense.heatmap > 0)
+    # Interrupted part-way, a screened run resumes to the same heatmap.
+    cancel = threading.Event()
+    checkpoint = tmp_path / ".partial.zarr"
+    first = _predict(slide_path, model_path, screen=ScreenConfig(), batch_size=32, checkpoint=checkpoint,
+                     model_key="m", progress=lambda done, total: done >= 100 and cancel.set(), cancel=cancel)
+    assert not first.complete and first.inferred == 0 and checkpoint.exists()
+    second = _predict(slide_path, model_path, screen=ScreenConfig(), batch_size=32, checkpoint=checkpoint,
+                      model_key="m")
+    assert second.complete and second.resumed == first.predicted and not checkpoint.exists()
+    np.testing.assert_allclose(second.heatmap, screened.heatmap, atol=1e-6)
+
+
+def test_cli_predict_screen_counts_cells_in_heatmap_json(synthetic_model, tmp_path, capsys):
+    model_path, slide_path = synthetic_model
+    code, summary, err = run_main(capsys, "-q", "predict", str(slide_path), "--model", str(model_path),
+                                  "-o", str(tmp_path / "out"), "--screen", "--screen-threshold", "0.2")
+    assert code == 0, err
+    (s,) = summary["slides"]
+    info = json.loads((tmp_path / "out" / "heatmap.json").read_text())
+    assert info["screened"] is True
+    assert info["cells"]["predicted"] + info["cells"]["inferred"] == info["cells"]["tissue"] == s["patches"]
+    assert info["cells"]["inferred"] == s["inferred"] > 0
+    code, _, err = run_main(capsys, "predict", str(slide_path), "--model", str(model_path),
+                            "-o", str(tmp_path / "bad"), "--screen", "--screen-threshold", "2")
+    assert code == 2 and err.strip().count("\n") == 0 and "--screen-threshold" in err

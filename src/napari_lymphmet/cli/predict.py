@@ -19,9 +19,19 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     from ..workflows import PredictOptions, SlideFailure, cohort_row, predict_slides, write_cohort
     from ..wsi import find_slides
 
+    from ..inference import ScreenConfig
+
+    if args.screen_threshold is not None and not args.screen:
+        raise InputError("--screen-threshold needs --screen")
+    screen = None
+    if args.screen:
+        try:
+            screen = ScreenConfig() if args.screen_threshold is None else ScreenConfig(threshold=args.screen_threshold)
+        except ValueError as exc:
+            raise InputError(f"--screen-threshold: {exc}") from None
     options = PredictOptions(mask=args.mask, stride=args.stride, batch_size=args.batch_size,
                              threshold=args.threshold, detect=args.detect, scheduler=args.scheduler,
-                             workers=args.workers)
+                             workers=args.workers, screen=screen)
     slides = find_slides(args.slides)
     if not slides:
         raise InputError(f"{', '.join(args.slides)}: no slide files found")

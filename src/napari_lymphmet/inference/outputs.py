@@ -44,7 +44,10 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
             "shape": list(result.heatmap.shape), "slide": slide.path, "patch_size": grid.patch_size,
             "patch_box": grid.box, "read_level": grid.read_level,
             "cell": "cell (r, c) covers level-0 x in [c*D, (c+1)*D), y in [r*D, (r+1)*D)",
-            "complete": result.complete}
+            "complete": result.complete, "screened": result.screened,
+            # Screening predicts some tissue cells; the others hold their predicted neighbours' mean.
+            "cells": {"tissue": result.total, "predicted": result.total - result.inferred,
+                      "inferred": result.inferred}}
     detections = detect(result.heatmap, grid.downsample, threshold=threshold, method=method)
     regions = tumor_regions(result.heatmap, grid.downsample, threshold=threshold, mpp=slide.mpp)
     info.update(threshold=threshold, slide_score=slide_score(result.heatmap), detections=int(len(detections)),

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .grid import HeatmapGrid, _read_batch, _tissue_cells, batches_of, grid_for
+from .screen import ScreenConfig, cells_to_refine, fill_unpredicted, lattice_cells
 from ..model import ModelCard
 from ..wsi import Slide
 
@@ -92,7 +93,11 @@ class _Checkpoint:
 
 @dataclass
 class PredictResult:
-    """A slide's heatmap (``(rows, cols) float32``, 0 off tissue) and how it was made."""
+    """A slide's heatmap (``(rows, cols) float32``, 0 off tissue) and how it was made.
+
+    With screening, ``inferred`` cells were never predicted: they hold the
+    mean of their predicted neighbours (see :mod:`.screen`).
+    """
 
     heatmap: np.ndarray
     grid: HeatmapGrid
@@ -101,10 +106,62 @@ class PredictResult:
     total: int  # cells on tissue
     seconds: float
     complete: bool
+    inferred: int = 0  # tissue cells given a value from their neighbours, not predicted
+    screened: bool = False
 
     @property
     def patches_per_second(self) -> float:
         return self.predicted / self.seconds if self.seconds else 0.0
+
+
+def _pipeline(batches: list[np.ndarray], read: Callable[[np.ndarray], np.ndarray],
+              predict: Callable[[np.ndarray], np.ndarray], readers: int
+              ) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
+    """Yield ``(cells, probabilities)`` batch by batch, reading ahead in a pool of threads.
+
+    Closing the generator stops the readers and waits for them.
+    """
+    ahead: queue.Queue = queue.Queue(maxsize=readers + 1)
+    stop = threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        # Read up to a few batches ahead, in order.
+        with ThreadPoolExecutor(readers) as pool:
+            futures: list = []
+            for b in batches:
+                if stop.is_set():
+                    break
+                futures.append((b, pool.submit(read, b)))
+                if len(futures) > readers:
+                    put(futures.pop(0))
+            for item in futures:
+                put(item)
+        put(None)
+
+    producer = threading.Thread(target=produce, daemon=True, name="lymphmet-readers")
+    producer.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is None:
+                return
+            b, future = item
+            yield b, predict(future.result())
+    finally:
+        stop.set()
+        while producer.is_alive():  # drain so the producer can finish
+            try:
+                ahead.get(timeout=0.05)
+            except queue.Empty:
+                pass
 
 
 def iter_predict(
@@ -118,6 +175,7 @@ def iter_predict(
     batch_size: int = 64,
     readers: int | None = None,
     min_tissue: float = 0.05,
+    screen: ScreenConfig | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: float = 20.0,
     model_key: str = "",
@@ -127,9 +185,13 @@ def iter_predict(
     """Predict a slide batch by batch, yielding ``(heatmap, done, total)`` after each.
 
     The heatmap yielded is the live array (cells fill in as batches finish).
-    Setting ``cancel`` stops after the current batch; the generator then
-    returns the :class:`PredictResult` (``complete`` false) and saves the
-    checkpoint, as closing it does.
+    With ``screen``, a lattice of cells is predicted first and then only
+    the neighbourhoods of suspicious ones (:mod:`.screen`); ``total`` is
+    then the cells planned so far. Setting ``cancel`` stops after the
+    current batch; the generator then returns the :class:`PredictResult`
+    (``complete`` false) and saves the checkpoint, as closing it does. A
+    checkpoint holds predicted cells only, so dense and screened runs can
+    resume each other's.
     """
     from ..model import predict_prepared, prepare_batch
 
@@ -137,6 +199,8 @@ def iter_predict(
     heatmap = np.zeros((grid.rows, grid.cols), np.float32)
     done = np.zeros((grid.rows, grid.cols), bool)
     cells = _tissue_cells(grid, np.asarray(tissue_mask, bool), tissue_downsample, min_tissue)
+    tissue = np.zeros_like(done)
+    tissue[cells[:, 0], cells[:, 1]] = True
     store = None
     resumed = 0
     if checkpoint is not None:
@@ -146,8 +210,7 @@ def iter_predict(
         previous = store.load()
         if previous is not None:
             heatmap, done = previous
-            resumed = int(done[cells[:, 0], cells[:, 1]].sum()) if len(cells) else 0
-    todo = cells[~done[cells[:, 0], cells[:, 1]]] if len(cells) else cells
+            resumed = int((done & tissue).sum())
     predict = predict_fn or (lambda x: predict_prepared(model, x))
 
     def read(cells: np.ndarray) -> np.ndarray:
@@ -155,74 +218,57 @@ def iter_predict(
         # reader threads, so the thread running the model only runs it.
         return prepare_batch(_read_batch(slide, grid, cells), card)
 
-    batches = batches_of(todo, batch_size)
+    def passes() -> Generator[np.ndarray, None, None]:
+        # Row-major (row, col) cells of each pass; the second sees the lattice's heatmap.
+        if screen is None:
+            yield np.argwhere(tissue & ~done)
+            return
+        lattice = lattice_cells(tissue, screen.step)
+        yield np.argwhere(lattice & ~done)
+        yield np.argwhere(cells_to_refine(heatmap, lattice, done, tissue, threshold=screen.threshold,
+                                          reach=screen.reach))
+
     readers = readers or max(1, min(4, (os.cpu_count() or 2)))
-    ahead: queue.Queue = queue.Queue(maxsize=readers + 1)
-    stop = threading.Event()
     start = time.monotonic()
-    predicted = 0
-
-    def produce() -> None:
-        # Read up to a few batches ahead, in order, in a pool of threads.
-        with ThreadPoolExecutor(readers) as pool:
-            futures: list = []
-            for b in batches:
-                if stop.is_set():
-                    break
-                futures.append((b, pool.submit(read, b)))
-                if len(futures) > readers:
-                    item = futures.pop(0)
-                    _put(item)
-            for item in futures:
-                _put(item)
-        ahead.put(None)
-
-    def _put(item) -> None:
-        while not stop.is_set():
-            try:
-                ahead.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    producer = threading.Thread(target=produce, daemon=True, name="lymphmet-readers")
-    producer.start()
+    predicted = planned = 0
     last_save = time.monotonic()
     dirty = (grid.rows, 0)  # rows changed since the last save
     finished = False
     try:
-        while True:
-            item = ahead.get()
-            if item is None:
-                finished = True
-                break
-            b, future = item
-            probabilities = predict(future.result())
-            heatmap[b[:, 0], b[:, 1]] = probabilities
-            done[b[:, 0], b[:, 1]] = True
-            predicted += len(b)
-            dirty = (min(dirty[0], int(b[:, 0].min())), max(dirty[1], int(b[:, 0].max()) + 1))
-            if store is not None and time.monotonic() - last_save > checkpoint_every:
-                store.save(heatmap, done, slice(*dirty))
-                dirty, last_save = (grid.rows, 0), time.monotonic()
-            yield heatmap, resumed + predicted, len(cells)
+        for todo in passes():
+            planned += len(todo)
+            steps = _pipeline(batches_of(todo, batch_size), read, predict, readers)
+            try:
+                for b, probabilities in steps:
+                    heatmap[b[:, 0], b[:, 1]] = probabilities
+                    done[b[:, 0], b[:, 1]] = True
+                    predicted += len(b)
+                    dirty = (min(dirty[0], int(b[:, 0].min())), max(dirty[1], int(b[:, 0].max()) + 1))
+                    if store is not None and time.monotonic() - last_save > checkpoint_every:
+                        store.save(heatmap, done, slice(*dirty))
+                        dirty, last_save = (grid.rows, 0), time.monotonic()
+                    yield heatmap, resumed + predicted, len(cells) if screen is None else resumed + planned
+                    if cancel is not None and cancel.is_set():
+                        break
+            finally:
+                steps.close()
             if cancel is not None and cancel.is_set():
                 break
+        else:
+            finished = True
     finally:
-        stop.set()
-        while producer.is_alive():  # drain so the producer can finish
-            try:
-                ahead.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        complete = finished and resumed + predicted == len(cells)
         if store is not None:
-            if complete:
+            if finished:
                 store.remove()
             elif dirty[1] > dirty[0] or not store.path.exists():
                 store.save(heatmap, done, slice(*dirty))
+    inferred = 0
+    if finished and screen is not None:
+        inferred = int((tissue & ~done).sum())
+        heatmap[...] = fill_unpredicted(heatmap, done, tissue)  # in place: callers hold the live array
     return PredictResult(heatmap=heatmap, grid=grid, predicted=predicted, resumed=resumed, total=len(cells),
-                         seconds=time.monotonic() - start, complete=complete)
+                         seconds=time.monotonic() - start, complete=finished, inferred=inferred,
+                         screened=screen is not None)
 
 
 def predict_slide(slide: Slide, model: Any, card: ModelCard, *, progress: Callable[[int, int], None] | None = None,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..inference import PredictResult, model_id, predict_slide, slide_score, write_outputs
+from ..inference import PredictResult, ScreenConfig, model_id, predict_slide, slide_score, write_outputs
 from ..model import load_model, resolve_model
 from ..tissue import MASK_SUFFIXES, find_companion, tissue_for
 from ..wsi import open_slide
@@ -33,7 +33,9 @@ class PredictOptions:
 
     ``mask`` is a saved mask (one slide) or a folder of masks named after
     the slides; ``None`` detects tissue. ``threshold`` ``None`` takes the
-    model's own. ``scheduler`` is a dask address or ``"local"``.
+    model's own. ``scheduler`` is a dask address or ``"local"``. ``screen``
+    predicts coarse-to-fine (:mod:`napari_lymphmet.inference.screen`); it
+    runs in-process only.
     """
 
     mask: str | os.PathLike | None = None
@@ -43,6 +45,7 @@ class PredictOptions:
     detect: str = "components"
     scheduler: str | None = None
     workers: int = 2
+    screen: ScreenConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class SlidePrediction:
         """The JSON row ``lymphmet predict`` prints for this slide."""
         r = self.result
         return {"slide": self.slide, "grid": [r.grid.rows, r.grid.cols], "downsample": r.grid.downsample,
-                "patches": r.total, "predicted": r.predicted, "resumed": r.resumed, "seconds": round(r.seconds, 2),
+                "patches": r.total, "predicted": r.predicted, "resumed": r.resumed, "inferred": r.inferred,
+                "seconds": round(r.seconds, 2),
                 "patches_per_second": round(r.patches_per_second, 1), "slide_score": round(self.slide_score, 6),
                 **self.paths}
 
@@ -100,6 +104,8 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
     """
     if len(slides) > 1 and options.mask is not None and not Path(options.mask).is_dir():
         raise InputError(f"{options.mask}: with several slides, --mask must be a folder of masks named after them")
+    if options.screen is not None and options.scheduler:
+        raise InputError("--screen runs on this machine only; drop --scheduler, or predict densely on the cluster")
     model_path = resolve_model(model_path)
     model, card = load_model(model_path)
     key = model_id(model_path)
@@ -146,7 +152,7 @@ def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, 
 
             result = predict_distributed(client, slide, str(model_path), card, **run)
         else:
-            result = predict_slide(slide, model, card, model_key=key, cancel=cancel,
+            result = predict_slide(slide, model, card, model_key=key, cancel=cancel, screen=options.screen,
                                    checkpoint=out_dir / ".heatmap.partial.zarr", **run)
             if not result.complete:
                 return None
