@@ -47,7 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    code = 0
+    if isinstance(summary, tuple):  # (summary, exit code): a result that is not a success, e.g. a refused model
+        summary, code = summary
     sys.stdout.write(json.dumps(_finite(summary)) + "\n")
     sys.stdout.flush()
-    return 0
+    return code
 

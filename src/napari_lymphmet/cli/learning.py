@@ -108,3 +108,28 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
     model, meta = load_model(args.model)
     metrics = score_table(model, meta, read_patch_table(args.data), tta=args.tta)
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
+
+
+def _finetune(args: argparse.Namespace) -> dict[str, Any] | tuple[dict[str, Any], int]:
+    from ..workflows import Corrections, FinetuneConfig, finetune
+
+    if len(args.slide) != len(args.corrections):
+        raise InputError(f"give one --corrections per --slide (got {len(args.slide)} slides and "
+                         f"{len(args.corrections)} corrections files)")
+    for path in args.replay:
+        if not Path(path).is_dir():
+            raise InputError(f"{path}: no such replay folder")
+    corrections = [Corrections.read(slide, path) for slide, path in zip(args.slide, args.corrections)]
+    config = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, margin=args.margin,
+                            replay=tuple(args.replay))
+    meter = _Progress("finetune", quiet=args.quiet)
+
+    def progress(stage: str, state: dict) -> None:
+        if stage == "train" and not state.get("end_of_epoch"):
+            meter(state["batch"] + (state["epoch"]) * state["batches"], state["batches"] * state["epochs"])
+
+    result = finetune(args.model, corrections, args.output, config, progress=progress)
+    for text in result.warnings:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+    summary = result.summary()
+    return summary if result.accepted else (summary, 1)

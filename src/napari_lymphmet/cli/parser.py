@@ -7,7 +7,7 @@ import argparse
 
 from .. import __version__
 from .slides import _annotations_convert, _annotations_rasterize, _info, _mask, _synth
-from .learning import _models, _patches, _score, _train
+from .learning import _finetune, _models, _patches, _score, _train
 from .predict import _demo, _evaluate, _predict
 
 __all__ = ['build_parser']
@@ -128,6 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tta", dest="tta", action="store_false",
                    help="score each patch once, not as the mean over its 8 rotations and mirrorings")
     p.set_defaults(func=_score)
+
+    p = sub.add_parser("finetune", parents=[common], help="fine-tune a model on a pathologist's corrections",
+                       description="Fine-tune a model on corrections drawn on slides: tumor polygons, and not-tumor "
+                                   "ones (ASAP group _2, GeoJSON class Exclusion) for false positives. Writes a new "
+                                   "model; refuses one worse than its parent on a held-out replay set (exit 1).")
+    p.add_argument("model", help="a .keras file or a bundled model's name")
+    p.add_argument("--slide", action="append", required=True, metavar="SLIDE",
+                   help="a slide the corrections were drawn on (repeat with --corrections for more slides)")
+    p.add_argument("--corrections", action="append", required=True, metavar="FILE",
+                   help="ASAP XML or GeoJSON of that slide's corrections")
+    p.add_argument("-o", "--output", required=True, help="the new model (.keras); never the bundled one")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--replay", action="append", default=[], metavar="DIR",
+                   help="labelled patches (tumor/ and normal/, or patches.csv) to replay so the model does not "
+                        "forget (default for the bundled model: its training data, when on disk)")
+    p.add_argument("--margin", type=float, default=0.03,
+                   help="largest drop in replay accuracy or AUC accepted (default 0.03)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_finetune)
 
     p = sub.add_parser("predict", parents=[common], help="tumor heatmap, detections and slide score")
     p.add_argument("slides", nargs="+", metavar="SLIDE")

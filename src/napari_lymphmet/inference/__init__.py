@@ -8,13 +8,13 @@ from .distributed import connect, predict_distributed
 from .grid import HeatmapGrid, batches_of, grid_for
 from .omezarr import HeatmapZarr, read_heatmap_zarr, write_heatmap_zarr
 from .outputs import read_heatmap, write_outputs
-from .regions import TumorRegion, region_annotations, tumor_regions
+from .regions import TumorRegion, region_annotations, region_around, tumor_regions
 from .run import PredictResult, iter_predict, model_id, predict_slide
 from .screen import ScreenConfig, cells_to_refine, fill_unpredicted, lattice_cells
 
 __all__ = [
     "HeatmapGrid", "HeatmapZarr", "PredictResult", "ScreenConfig", "TumorRegion", "batches_of", "cells_to_refine",
     "connect", "detect", "fill_unpredicted", "grid_for", "iter_predict", "lattice_cells", "model_id",
-    "predict_distributed", "predict_slide", "read_heatmap", "read_heatmap_zarr", "region_annotations", "slide_score",
-    "tumor_regions", "write_heatmap_zarr", "write_outputs",
+    "predict_distributed", "predict_slide", "read_heatmap", "read_heatmap_zarr", "region_annotations", "region_around",
+    "slide_score", "tumor_regions", "write_heatmap_zarr", "write_outputs",
 ]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..annotations import TUMOR, Annotation, polygon_area
 
-__all__ = ["TumorRegion", "region_annotations", "tumor_regions"]
+__all__ = ["TumorRegion", "region_annotations", "region_around", "tumor_regions"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,33 @@ def tumor_regions(heatmap: np.ndarray, downsample: float, *, threshold: float,
 def region_annotations(regions: list[TumorRegion]) -> list[Annotation]:
     """The regions as tumor :class:`Annotation` objects, for the ASAP and GeoJSON writers."""
     return [Annotation(r.exterior, TUMOR, r.holes, name=f"Tumor region {i + 1}") for i, r in enumerate(regions)]
+
+
+def region_around(heatmap: np.ndarray, downsample: float, x: float, y: float, *, threshold: float,
+                  pad: int = 1) -> np.ndarray:
+    """The outline, ``(N, 2)`` level-0 ``(x, y)``, of the region above ``threshold`` at point ``(x, y)``.
+
+    It is the connected cells ``>= threshold`` holding the point's cell,
+    grown by ``pad`` cells so the outline takes in the region's fringe (a
+    false positive's edge cells sit just under the threshold). A point on a
+    cell below the threshold gets the ``(2·pad + 1)``-cell square around it.
+    Holes are filled: marking a region *not tumor* means all of it.
+    """
+    from scipy import ndimage
+
+    rows, cols = heatmap.shape
+    r = int(np.clip(y // downsample, 0, rows - 1))
+    c = int(np.clip(x // downsample, 0, cols - 1))
+    labels, _ = ndimage.label(heatmap >= threshold, structure=np.ones((3, 3)))
+    mask = np.zeros((rows, cols), bool)
+    if labels[r, c]:
+        mask = labels == labels[r, c]
+    mask[r, c] = True
+    if pad:
+        mask = ndimage.binary_dilation(mask, np.ones((3, 3), bool), iterations=pad)
+    mask = ndimage.binary_fill_holes(mask)
+    rings = _rings(mask)
+    return max(rings, key=lambda ring: abs(polygon_area(ring))).astype(np.float64) * downsample
 
 
 def _rings(mask: np.ndarray) -> list[np.ndarray]:

@@ -268,8 +268,8 @@ def train(
             scores = best_model.predict(val_ds, verbose=0).ravel()
             threshold = best_threshold(val_table.labels, scores)
             validation = binary_metrics(val_table.labels, scores, threshold)
-        else:
-            threshold, validation = 0.5, None
+        else:  # nothing to choose a threshold on: a fine-tuned model keeps its parent's
+            threshold, validation = (keep.threshold if keep else 0.5), None
         card = replace(card, threshold=float(threshold), validation=validation, epochs_run=epochs_run,
                        cancelled=cancelled, history=history)
         save_model(best_model, output, card)
