@@ -414,3 +414,58 @@ def test_detect_with_no_model_chosen_runs_the_bundled_model(make_napari_viewer, 
     assert heat is not None and heat.name == "Tumor probability"
     assert heat.metadata["downsample"] == pytest.approx(96 * 0.972 / 0.5)  # the bundled model's own grid
     assert np.asarray(heat.data).max() > 0 and widget.status.value.startswith("done")
+
+
+def _false_positive(widget, slide_path) -> int:
+    """Index of the most confident detection outside every true lesion."""
+    from scipy import ndimage
+
+    from napari_lymphmet.annotations import rasterize, read_asap_xml
+
+    D = widget._run["downsample"]
+    lesions = ndimage.binary_dilation(rasterize(read_asap_xml(slide_path.with_suffix(".xml")),
+                                                widget._run["heatmap"].shape, downsample=D), iterations=1)
+    return next(i for i, (_, x, y) in enumerate(widget.detections) if not lesions[int(y // D), int(x // D)])
+
+
+@pytest.mark.tf
+def test_correct_and_retrain_loop_lowers_the_marked_false_positive(make_napari_viewer, synthetic_model, tmp_path,
+                                                                   monkeypatch):
+    """Detect, mark a false positive not tumor (N), outline a lesion, retrain one epoch, re-predict."""
+    from napari_lymphmet.annotations import EXCLUSION, TUMOR, read_annotations, read_asap_xml
+    from napari_lymphmet.model import load_model
+
+    monkeypatch.setenv("NAPARI_LYMPHMET_CACHE", str(tmp_path))
+    model_path, slide_path = synthetic_model
+    viewer = make_napari_viewer()
+    viewer.open(str(slide_path), plugin="napari-lymphmet")
+    widget = open_widget(viewer, "Detect metastases")
+    widget.model_file.value = model_path
+    heat = widget.run()
+    corrections = widget.corrections_layer
+    assert corrections is not None and corrections.name == "Corrections" and len(corrections.data) == 0
+    fp = _false_positive(widget, slide_path)
+    _, x, y = widget.detections[fp]
+    D = widget._run["downsample"]
+    before = float(np.asarray(heat.data)[int(y // D), int(x // D)])
+    assert before >= widget._run["card"].threshold
+    widget.found.value = [fp]  # pick it in the list, press N on the layer
+    (press_n,) = [action for key, action in corrections.keymap.items() if str(key) == "N"]
+    press_n(corrections)
+    assert list(corrections.features["label"]) == [EXCLUSION] and len(corrections.data) == 1
+    # Draw a tumor outline the way a user does: choose "tumor", add a polygon.
+    widget.draw_as.value = TUMOR
+    lesion = read_asap_xml(slide_path.with_suffix(".xml"))[0].exterior
+    corrections.add_polygons([lesion[:, ::-1]])
+    assert list(corrections.features["label"]) == [EXCLUSION, TUMOR]
+    saved = widget.save_corrections(tmp_path / "corrections.xml")
+    assert [a.label for a in read_annotations(saved)] == [EXCLUSION, TUMOR]
+    assert "_2" in saved.read_text()  # not tumor is ASAP's exclusion group
+    tuned, _ = widget.retrain(epochs=1)
+    assert tuned.accepted and tuned.path.parent == tmp_path / "models" and tuned.path.name.endswith("-ft1.keras")
+    after = float(np.asarray(heat.data)[int(y // D), int(x // D)])  # the same layer, updated in place
+    assert heat in viewer.layers and after < before, (before, after)
+    assert str(widget.model_file.value) == str(tuned.path) and widget.status.value.startswith("retrained")
+    _, card = load_model(tuned.path)  # safe mode
+    assert card.extra["parent"]["model"] == "synthetic.keras"
+    assert card.extra["finetune"]["corrections"][0]["not_tumor"] == 1
