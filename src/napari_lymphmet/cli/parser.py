@@ -160,10 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="detection threshold (default: the model's)")
     p.add_argument("--detect", choices=("components", "peaks"), default="components")
     p.add_argument("--screen", action="store_true",
-                   help="coarse-to-fine: predict every 2nd cell, then only around cells at or above "
+                   help="coarse-to-fine: predict every 2nd cell, then only around those at or above "
                         "--screen-threshold; the rest take their neighbours' mean (counts in heatmap.json)")
     p.add_argument("--screen-threshold", type=float, default=None, metavar="P",
-                   help="with --screen, the probability whose neighbourhood is predicted in full (default 0.1)")
+                   help="with --screen, the probability whose neighbourhood is predicted in full (default: half "
+                        "the model's detection threshold)")
     p.add_argument("--scheduler", default=None, help="tcp://host:8786 of a dask cluster, or local")
     p.add_argument("--workers", type=int, default=2, help="worker processes for --scheduler local")
     p.set_defaults(func=_predict)

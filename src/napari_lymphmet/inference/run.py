@@ -225,8 +225,8 @@ def iter_predict(
             return
         lattice = lattice_cells(tissue, screen.step)
         yield np.argwhere(lattice & ~done)
-        yield np.argwhere(cells_to_refine(heatmap, lattice, done, tissue, threshold=screen.threshold,
-                                          reach=screen.reach))
+        threshold = screen.threshold_for(card.threshold)
+        yield np.argwhere(cells_to_refine(heatmap, lattice, done, tissue, threshold=threshold, reach=screen.reach))
 
     readers = readers or max(1, min(4, (os.cpu_count() or 2)))
     start = time.monotonic()

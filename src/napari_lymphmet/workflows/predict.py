@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +152,10 @@ def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, 
 
             result = predict_distributed(client, slide, str(model_path), card, **run)
         else:
-            result = predict_slide(slide, model, card, model_key=key, cancel=cancel, screen=options.screen,
+            # Screening is relative to the detection threshold in use, --threshold's when given.
+            screen = replace(options.screen, threshold=options.screen.threshold_for(threshold)) \
+                if options.screen is not None else None
+            result = predict_slide(slide, model, card, model_key=key, cancel=cancel, screen=screen,
                                    checkpoint=out_dir / ".heatmap.partial.zarr", **run)
             if not result.complete:
                 return None

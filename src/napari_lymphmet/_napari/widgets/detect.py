@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, RadioButtons, Select, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, RadioButtons, Select, SpinBox
 
 from ...errors import InputError
 from ._common import PluginWidget, layer_tissue, slide_of
@@ -46,6 +46,7 @@ class DetectWidget(PluginWidget):
         self.model_file = FileEdit(label="model", mode="r", filter="*.keras", value=self._last_model())
         self.model_file.tooltip = "a .keras model; leave empty for the bundled lymph-node model"
         self.mask_box = ComboBox(label="tissue mask", choices=self._mask_choices)
+        self.screen = CheckBox(text="screen coarse-to-fine (faster; see lymphmet predict --screen)", value=False)
         self.run_button = PushButton(text="Detect metastases")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.results_dir = FileEdit(label="results folder", mode="d")
@@ -62,7 +63,7 @@ class DetectWidget(PluginWidget):
         self.epochs = SpinBox(label="epochs", min=1, max=50, value=3)
         self.retrain_button = PushButton(text="Retrain with corrections")
         self.status = Label(value="")
-        super().__init__(widgets=[self.slide_box, self.model_file, self.mask_box, self.run_button,
+        super().__init__(widgets=[self.slide_box, self.model_file, self.mask_box, self.screen, self.run_button,
                                   self.cancel_button, self.results_dir, self.load_button, self.found,
                                   self.draw_as, self.mark_button, self.corrections_file,
                                   self.save_corrections_button, self.load_corrections_button, self.epochs,
@@ -106,7 +107,7 @@ class DetectWidget(PluginWidget):
 
         Returns the heatmap layer when blocking, else the worker.
         """
-        from ...inference import grid_for, iter_predict
+        from ...inference import ScreenConfig, grid_for, iter_predict
         from ...model import load_model, resolve_model
         from ...tissue import tissue_for
 
@@ -131,11 +132,12 @@ class DetectWidget(PluginWidget):
             slide.close()
             self._warn(str(exc))
             return None
+        screen = ScreenConfig() if self.screen.value else None
         self._job = Job("Detecting metastases", buttons=(self.run_button, self.cancel_button), report=self._warn)
 
         def work(job: Job):
             steps = iter_predict(slide, model, card, tissue_mask=tissue.mask, tissue_downsample=tissue.downsample,
-                                 cancel=job.cancelled)
+                                 screen=screen, cancel=job.cancelled)
             result = yield from follow(steps, job, lambda item: item[1:])
             return result
 
@@ -149,7 +151,8 @@ class DetectWidget(PluginWidget):
                          "downsample": downsample, "tissue": tissue}
             self._ensure_corrections(slide, image)
             state = "done" if result.complete else "cancelled; partial heatmap kept"
-            self._report(f"{state}: {result.predicted + result.resumed}/{result.total} patches, "
+            inferred = f" ({result.inferred} inferred by screening)" if result.inferred else ""
+            self._report(f"{state}: {result.predicted + result.resumed}/{result.total} patches{inferred}, "
                          f"slide score {slide_score(result.heatmap):.3f}, {len(self.detections)} detections")
 
         outcome = self._job.run(work, on_update=lambda item: self._show_heatmap(slide, item[0], downsample),

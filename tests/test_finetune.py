@@ -1,0 +1,95 @@
+"""``lymphmet finetune``: corrections in, a new model version out, and the guard rails."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_lymphmet.annotations import EXCLUSION, TUMOR, Annotation, read_asap_xml, write_annotations
+
+from .conftest import run_main
+
+pytestmark = pytest.mark.tf
+
+
+def _square(x: float, y: float, side: float) -> np.ndarray:
+    return np.array([[x, y], [x + side, y], [x + side, y + side], [x, y + side]], np.float64)
+
+
+@pytest.fixture(scope="module")
+def corrections(synthetic_model, tmp_path_factory):
+    """The test slide's lesions as tumor, and a square of normal node as not tumor, as ASAP XML and GeoJSON."""
+    _, slide_path = synthetic_model
+    root = tmp_path_factory.mktemp("corrections")
+    lesions = read_asap_xml(slide_path.with_suffix(".xml"))
+    anns = [Annotation(a.exterior, TUMOR) for a in lesions]
+    x, y = lesions[0].exterior.min(axis=0)
+    anns.append(Annotation(_square(max(0.0, x - 1400), y, 700), EXCLUSION))
+    xml, geojson = root / "corrections.xml", root / "corrections.geojson"
+    write_annotations(xml, anns)
+    write_annotations(geojson, anns[1:])  # another set of polygons, QuPath's format
+    return slide_path, xml, geojson
+
+
+def test_finetune_a_bundled_model_on_xml_and_geojson_corrections(corrections, tmp_path, capsys):
+    from napari_lymphmet.model import bundled_models, load_model
+
+    slide_path, xml, geojson = corrections
+    out = tmp_path / "tuned.keras"
+    code, summary, err = run_main(capsys, "finetune", "lymph-node-10x", "--slide", str(slide_path),
+                                  "--corrections", str(xml), "--slide", str(slide_path), "--corrections",
+                                  str(geojson), "-o", str(out), "--epochs", "1")
+    assert code == 0, err
+    assert summary["accepted"] and summary["model"] == str(out) and summary["epochs"] == 1
+    patches = summary["patches"]
+    assert patches["tumor"] > 0 and patches["not_tumor"] > 0 and patches["replay"] > 0
+    assert summary["seconds"] > 0
+    before, after = summary["validation"]["before"], summary["validation"]["after"]
+    assert {"accuracy", "patches"} <= set(before) and before["patches"] == after["patches"] > 0
+    assert [c["file"] for c in summary["corrections"]] == [str(xml), str(geojson)]
+    model, card = load_model(out)  # Keras safe mode
+    assert card.extra["parent"]["model"] == "lymph-node-10x.keras"
+    assert card.extra["finetune"]["corrections"][1]["file"] == str(geojson)
+    assert card.extra["finetune"]["replay"]["before"] == before
+    parent = load_model("lymph-node-10x")[1]
+    assert (card.input_size, card.patch_mpp, card.input_space) == (parent.input_size, parent.patch_mpp,
+                                                                   parent.input_space)
+    assert card.threshold == parent.threshold  # no validation split here: the parent's threshold holds
+    # The bundled model is never overwritten.
+    bundled = bundled_models()["lymph-node-10x"]
+    stamp = bundled.stat().st_mtime_ns
+    code, _, err = run_main(capsys, "finetune", "lymph-node-10x", "--slide", str(slide_path), "--corrections",
+                            str(xml), "-o", str(bundled), "--epochs", "1")
+    assert code == 2 and "refusing to overwrite the bundled model" in err and bundled.stat().st_mtime_ns == stamp
+
+
+def _points_only(path):
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [100, 100]},
+         "properties": {"classification": {"name": "Tumor"}}}]}))
+    return path
+
+
+BAD = {  # case -> (corrections file maker, slide override, words of the error)
+    "polygons off the slide": (lambda p: write_annotations(p / "far.xml", [Annotation(_square(1e7, 1e7, 500),
+                                                                                      EXCLUSION)]) or p / "far.xml",
+                               None, "lies on"),
+    "no tumor and no exclusion": (lambda p: _points_only(p / "points.geojson"), None, "no tumor and no not-tumor"),
+    "missing slide": (lambda p: write_annotations(p / "ok.xml", [Annotation(_square(0, 0, 500), TUMOR)])
+                      or p / "ok.xml", "missing.tif", "no such slide"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_finetune_bad_input_is_one_error_line_and_exit_2(case, synthetic_model, tmp_path, capsys):
+    model_path, slide_path = synthetic_model
+    make, slide, words = BAD[case]
+    corrections = make(tmp_path)
+    slide = str(tmp_path / slide) if slide else str(slide_path)
+    code, summary, err = run_main(capsys, "finetune", str(model_path), "--slide", slide, "--corrections",
+                                  str(corrections), "-o", str(tmp_path / "new.keras"))
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and summary is None and len(errors) == 1 and words in errors[0], err
+    assert "Traceback" not in err and not (tmp_path / "new.keras").exists()
