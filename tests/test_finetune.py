@@ -40,8 +40,10 @@ def test_finetune_a_bundled_model_on_xml_and_geojson_corrections(corrections, tm
     out = tmp_path / "tuned.keras"
     code, summary, err = run_main(capsys, "finetune", "lymph-node-10x", "--slide", str(slide_path),
                                   "--corrections", str(xml), "--slide", str(slide_path), "--corrections",
-                                  str(geojson), "-o", str(out), "--epochs", "1")
+                                  str(geojson), "-o", str(out), "--epochs", "1", "--margin", "0.5")
+    # (A wide margin: synthetic tissue is far from the PatchCamelyon replay; the guard itself is tested below.)
     assert code == 0, err
+    assert "warning: __array__" not in err  # Keras' NumPy 2 notice is not the user's business
     assert summary["accepted"] and summary["model"] == str(out) and summary["epochs"] == 1
     patches = summary["patches"]
     assert patches["tumor"] > 0 and patches["not_tumor"] > 0 and patches["replay"] > 0
@@ -63,6 +65,22 @@ def test_finetune_a_bundled_model_on_xml_and_geojson_corrections(corrections, tm
     code, _, err = run_main(capsys, "finetune", "lymph-node-10x", "--slide", str(slide_path), "--corrections",
                             str(xml), "-o", str(bundled), "--epochs", "1")
     assert code == 2 and "refusing to overwrite the bundled model" in err and bundled.stat().st_mtime_ns == stamp
+
+
+def test_a_model_worse_on_the_replay_set_is_refused_and_not_written(corrections, synthetic_model, tmp_path,
+                                                                     capsys):
+    model_path, _ = synthetic_model
+    slide_path, xml, _ = corrections
+    out = tmp_path / "strict.keras"
+    code, summary, err = run_main(capsys, "finetune", str(model_path), "--slide", str(slide_path), "--corrections",
+                                  str(xml), "-o", str(out), "--epochs", "1", "--margin", "0")
+    before, after = summary["validation"]["before"], summary["validation"]["after"]
+    assert before["patches"] == after["patches"] > 0  # the same-slide replay, held out
+    if after["accuracy"] < before["accuracy"]:  # any drop is too much at margin 0
+        assert code == 1 and not summary["accepted"] and summary["model"] is None and not out.exists()
+        assert "worse on the held-out replay set" in err and f"kept {model_path.name}" in err
+    else:
+        assert code == 0 and summary["accepted"] and out.exists()
 
 
 def _points_only(path):

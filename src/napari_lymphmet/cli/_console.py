@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 import time
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +60,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
+_OWN = str(Path(__file__).resolve().parents[1])  # this package's own files
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, DeprecationWarning) and not filename.startswith(_OWN):
+        return  # a library's notice to its developers (Keras on NumPy 2, …), not the user's business
     print(f"warning: {_one_line(message) if isinstance(message, BaseException) else message}",
           file=sys.stderr)
