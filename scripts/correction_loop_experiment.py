@@ -94,7 +94,7 @@ def predict(slide_path: Path, model) -> tuple[np.ndarray, float, object]:
 def score(heatmap: np.ndarray, D: float, threshold: float, lesions: list[np.ndarray]) -> dict:
     from scipy import ndimage
 
-    from napari_lymphmet.annotations import rasterize
+    from napari_lymphmet.annotations import TUMOR, Annotation, rasterize
     from napari_lymphmet.inference import detect
 
     points = detect(heatmap, D, threshold=threshold)
@@ -102,7 +102,8 @@ def score(heatmap: np.ndarray, D: float, threshold: float, lesions: list[np.ndar
     for p, x, y in points:
         hit = False
         for i, lesion in enumerate(lesions):
-            near = ndimage.binary_dilation(rasterize([lesion], heatmap.shape, downsample=D), iterations=1)
+            mask = rasterize([Annotation(lesion, TUMOR)], heatmap.shape, downsample=D)
+            near = ndimage.binary_dilation(mask, iterations=1)
             if near[int(y // D), int(x // D)]:
                 found.add(i)
                 hit = True

@@ -11,6 +11,8 @@ folder given as ``replay``).
 
 A quarter of the replay sample is held out. The model is scored on it
 before and after; a new model more than ``margin`` worse there is not saved.
+When it holds both classes, training also keeps its best epoch on it and
+sets the new model's threshold there.
 
 The CLI (``lymphmet finetune``) and the *Detect metastases* widget both run
 :func:`finetune`.
@@ -104,12 +106,14 @@ class FinetuneResult:
     cancelled: bool = False
     card: Any = None
     corrections: tuple[dict, ...] = field(default_factory=tuple)
+    held_out: dict[str, dict[str, float]] = field(default_factory=dict)  # the corrections' held-out quarter
 
     def summary(self) -> dict[str, Any]:
         """The JSON ``lymphmet finetune`` prints."""
         return {"model": str(self.path) if self.path else None, "accepted": self.accepted, "parent": str(self.parent),
                 "patches": self.patches, "epochs": self.epochs, "seconds": round(self.seconds, 1),
-                "validation": {"before": self.before, "after": self.after}, "corrections": list(self.corrections),
+                "validation": {"before": self.before, "after": self.after,
+                               "corrections_held_out": self.held_out}, "corrections": list(self.corrections),
                 "warnings": list(self.warnings), "cancelled": self.cancelled}
 
 
@@ -235,9 +239,21 @@ def _scores(model, card, table) -> np.ndarray:
                            for x, _ in make_dataset(table, card, batch_size=64, training=False)])
 
 
-def _figures(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+def _hold_out(table, rng: np.random.Generator, fraction: float = 0.25) -> tuple[Any, Any]:
+    """``(rest, held out)``: a random ``fraction`` of ``table`` held out (``None`` for an empty part)."""
+    if table is None or not len(table):
+        return None, None
+    held = rng.random(len(table)) < fraction
+    return (table.subset(~held) if (~held).any() else None), (table.subset(held) if held.any() else None)
+
+
+def _figures(table, model, card) -> dict[str, float]:
+    """Accuracy at the card's threshold (and AUC with both classes) on a labelled table; ``{}`` for none."""
     from ..evaluation import roc_auc
 
+    if table is None or not len(table):
+        return {}
+    labels, scores, threshold = table.labels, _scores(model, card, table), card.threshold
     out = {"accuracy": round(float(np.mean((scores >= threshold) == (labels == 1))), 4), "patches": int(len(labels))}
     if len(np.unique(labels)) == 2:
         out["auc"] = round(float(roc_auc(labels, scores)), 4)
@@ -320,26 +336,32 @@ def finetune(model: str | os.PathLike | None, corrections: Sequence[Corrections]
                              f"outline more (at least {config.few}) for a reliable change")
         replay = _concat(replay_tables)
         rng = np.random.default_rng(config.seed)
-        held = np.zeros(len(replay), bool) if replay is None else rng.random(len(replay)) < 0.25
-        replay_train = replay.subset(~held) if replay is not None else None
-        replay_val = replay.subset(held) if replay is not None and held.any() else None
-        train_table = _concat(tables + ([replay_train] if replay_train is not None and len(replay_train) else []))
+        replay_train, replay_val = _hold_out(replay, rng)
+        fixes = _concat(tables)
+        fixes_train, fixes_val = _hold_out(fixes, rng) if len(fixes) >= 40 else (fixes, None)
+        train_table = _concat([fixes_train, replay_train])
         counts["replay"] = len(replay) if replay is not None else 0
         if len(np.unique(train_table.labels)) < 2:
             raise InputError("the corrections and replay give patches of one class only; outline tumor too, or give "
                              "--replay with labelled patches of both classes")
-        before = _figures(replay_val.labels, _scores(keras_model, card, replay_val), card.threshold) \
-            if replay_val is not None else {}
+        before = _figures(replay_val, keras_model, card)
+        fixed_before = _figures(fixes_val, keras_model, card)
         candidate = work / "candidate.keras"
-        trained = train(train_table, None, candidate,
+        # Validation is the held-out replay and corrections together: training keeps its best epoch there
+        # and picks the new model's threshold there, as lymphmet train does on validation slides.
+        # Fine-tuning on hard negatives of a new stain shifts every score, so the parent's threshold no
+        # longer fits; the corrections' own patches are the new stain. One class only: the parent's threshold.
+        val_table = _concat([replay_val, fixes_val])
+        two_classes = val_table is not None and len(np.unique(val_table.labels)) == 2
+        trained = train(train_table, val_table if two_classes else None, candidate,
                         TrainConfig(weights=str(parent), epochs=config.epochs, batch_size=config.batch_size,
                                     learning_rate=config.learning_rate, seed=config.seed),
                         progress=lambda info: report("train", info), cancel=cancel)
         cancelled = trained.cancelled
         new_model, new_card = load_model(candidate)
         report("score", {})
-        after = _figures(replay_val.labels, _scores(new_model, new_card, replay_val), new_card.threshold) \
-            if replay_val is not None else {}
+        after = _figures(replay_val, new_model, new_card)
+        fixed_after = _figures(fixes_val, new_model, new_card)
         worse = [k for k in ("accuracy", "auc") if k in before and k in after
                  and after[k] < before[k] - config.margin]
         accepted = not worse and not cancelled
@@ -355,10 +377,12 @@ def finetune(model: str | os.PathLike | None, corrections: Sequence[Corrections]
             extra["parent"] = {"model": parent.name, "id": _model_id(parent), "threshold": card.threshold,
                                "validation": dict(card.validation) if card.validation else None}
             extra["finetune"] = {"corrections": used, "patches": counts, "epochs": trained.epochs_run,
-                                 "margin": config.margin, "replay": {"before": before, "after": after}}
+                                 "margin": config.margin, "replay": {"before": before, "after": after},
+                                 "corrections_held_out": {"before": fixed_before, "after": fixed_after}}
             path = save_model(new_model, output, replace(new_card, extra=extra))
         return FinetuneResult(path, accepted, parent, counts, trained.epochs_run, time.monotonic() - start, before,
-                              after, tuple(notes), cancelled, new_card, tuple(used))
+                              after, tuple(notes), cancelled, new_card, tuple(used),
+                              {"before": fixed_before, "after": fixed_after})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
