@@ -442,7 +442,7 @@ def test_correct_and_retrain_loop_lowers_the_marked_false_positive(make_napari_v
     widget = open_widget(viewer, "Detect metastases")
     widget.model_file.value = model_path
     heat = widget.run()
-    corrections = widget.corrections_layer
+    corrections = widget.corrections.layer
     assert corrections is not None and corrections.name == "Corrections" and len(corrections.data) == 0
     fp = _false_positive(widget, slide_path)
     _, x, y = widget.detections[fp]
@@ -450,18 +450,19 @@ def test_correct_and_retrain_loop_lowers_the_marked_false_positive(make_napari_v
     before = float(np.asarray(heat.data)[int(y // D), int(x // D)])
     assert before >= widget._run["card"].threshold
     widget.found.value = [fp]  # pick it in the list, press N on the layer
-    (press_n,) = [action for key, action in corrections.keymap.items() if str(key) == "N"]
-    press_n(corrections)
+    assert viewer.layers.selection.active is widget.points_layer
+    (press_n,) = [action for key, action in widget.points_layer.keymap.items() if str(key) == "N"]
+    press_n(widget.points_layer)
     assert list(corrections.features["label"]) == [EXCLUSION] and len(corrections.data) == 1
     # Draw a tumor outline the way a user does: choose "tumor", add a polygon.
-    widget.draw_as.value = TUMOR
+    widget.corrections.draw_as.value = TUMOR
     lesion = read_asap_xml(slide_path.with_suffix(".xml"))[0].exterior
     corrections.add_polygons([lesion[:, ::-1]])
     assert list(corrections.features["label"]) == [EXCLUSION, TUMOR]
-    saved = widget.save_corrections(tmp_path / "corrections.xml")
+    saved = widget.corrections.save(tmp_path / "corrections.xml")
     assert [a.label for a in read_annotations(saved)] == [EXCLUSION, TUMOR]
     assert "_2" in saved.read_text()  # not tumor is ASAP's exclusion group
-    tuned, _ = widget.retrain(epochs=1)
+    tuned, _ = widget.corrections.retrain(epochs=1)
     assert tuned.accepted and tuned.path.parent == tmp_path / "models" and tuned.path.name.endswith("-ft1.keras")
     after = float(np.asarray(heat.data)[int(y // D), int(x // D)])  # the same layer, updated in place
     assert heat in viewer.layers and after < before, (before, after)

@@ -19,6 +19,7 @@ class PluginWidget(Container):
     """A widget over a viewer, with a ``status`` line that also raises napari notifications."""
 
     status: Any
+    slide_box: Any
     _viewer: Any
 
     def _slide_choices(self, _widget=None) -> list[tuple[str, Any]]:
@@ -46,6 +47,28 @@ class PluginWidget(Container):
 
     def _warn(self, text: str) -> None:
         self._report(text, warning=True)
+
+    def _read_polygons(self, path: Any) -> list | None:
+        """The polygons of an ASAP XML or GeoJSON file, its read warnings shown; ``None`` (reported) on error."""
+        import warnings
+
+        from ...annotations import read_annotations
+        from ...errors import InputError
+
+        try:
+            if self.slide_box.value is None:
+                raise InputError("open a slide first")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                anns = read_annotations(path)
+            for w in caught:
+                self._report(str(w.message), warning=True)
+            if not anns:
+                raise InputError(f"{path}: no polygons")
+        except InputError as exc:
+            self._warn(str(exc))
+            return None
+        return anns
 
 
 def is_slide_layer(layer: Any) -> bool:

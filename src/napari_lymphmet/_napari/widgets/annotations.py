@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, RadioButtons
 
-from ...annotations import EXCLUSION, TUMOR, read_annotations, summarize, write_annotations
+from ...annotations import EXCLUSION, TUMOR, summarize, write_annotations
 from ...errors import InputError
 from ..layers import CLASS_COLOURS, annotation_layer_data, annotations_from_shapes, slide_scale
 from ._common import PluginWidget, slide_of
@@ -83,17 +82,9 @@ class AnnotationsWidget(PluginWidget):
 
     def load(self, path: str | Path) -> Any:
         """Add the annotations in ``path`` over the chosen slide."""
-        try:
-            image = self._slide_layer()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                anns = read_annotations(path)
-            for w in caught:
-                self._report(str(w.message), warning=True)
-            if not anns:
-                raise InputError(f"{path}: no polygons")
-        except InputError as exc:
-            self._warn(str(exc))
+        image = self.slide_box.value
+        anns = self._read_polygons(path)
+        if anns is None:
             return None
         with slide_of(image) as slide:
             data, kwargs, kind = annotation_layer_data(anns, slide, name=f"{Path(path).stem} annotations",

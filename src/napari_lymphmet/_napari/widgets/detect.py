@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, RadioButtons, Select, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, Select
 
 from ...errors import InputError
 from ._common import PluginWidget, layer_tissue, slide_of
 from ._jobs import Job, follow
-from ..corrections import DRAW_CHOICES
-from ...annotations import TUMOR
+from .corrections import CorrectionsPanel
 from .tissue import find_mask_layer
 
 if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
@@ -40,7 +39,6 @@ class DetectWidget(PluginWidget):
         self.heatmap_layer: Any = None
         self.points_layer: Any = None
         self.detections = np.zeros((0, 3))
-        self.corrections_layer: Any = None
         self._run: dict[str, Any] = {}  # the last run's slide layer, model, card, heatmap and cell size
         self.slide_box = ComboBox(label="slide", choices=self._slide_choices)
         self.model_file = FileEdit(label="model", mode="r", filter="*.keras", value=self._last_model())
@@ -54,25 +52,11 @@ class DetectWidget(PluginWidget):
         # Choices from a callable: napari resets every choice widget of a dock widget when layers change.
         self.found = Select(label="detections", choices=self._detection_choices)
         # The correct-and-retrain loop: outline what the model got wrong, fine-tune, re-predict.
-        self.draw_as = RadioButtons(label="draw as", choices=DRAW_CHOICES, value=TUMOR, orientation="horizontal")
-        self.mark_button = PushButton(text="Mark detection not tumor (N)")
-        self.corrections_file = FileEdit(label="corrections", mode="w", filter="*.xml *.geojson")
-        self.corrections_file.tooltip = "ASAP XML (not tumor = group _2) or GeoJSON (not tumor = class Exclusion)"
-        self.save_corrections_button = PushButton(text="Save corrections")
-        self.load_corrections_button = PushButton(text="Load corrections")
-        self.epochs = SpinBox(label="epochs", min=1, max=50, value=3)
-        self.retrain_button = PushButton(text="Retrain with corrections")
+        self.corrections = CorrectionsPanel(self)
         self.status = Label(value="")
         super().__init__(widgets=[self.slide_box, self.model_file, self.mask_box, self.screen, self.run_button,
                                   self.cancel_button, self.results_dir, self.load_button, self.found,
-                                  self.draw_as, self.mark_button, self.corrections_file,
-                                  self.save_corrections_button, self.load_corrections_button, self.epochs,
-                                  self.retrain_button, self.status])
-        self.draw_as.changed.connect(self._set_draw_label)
-        self.mark_button.changed.connect(lambda: self.mark_not_tumor())
-        self.save_corrections_button.changed.connect(lambda: self.save_corrections(self.corrections_file.value))
-        self.load_corrections_button.changed.connect(lambda: self.load_corrections(self.corrections_file.value))
-        self.retrain_button.changed.connect(lambda: self.retrain(block=False))
+                                  self.corrections, self.status])
         self.run_button.changed.connect(lambda: self.run(block=False))
         self.cancel_button.changed.connect(self.cancel)
         self.load_button.changed.connect(lambda: self.load_results(self.results_dir.value))
@@ -149,7 +133,7 @@ class DetectWidget(PluginWidget):
             self._add_points(slide, self.detections)
             self._run = {"image": image, "model": model_path, "card": card, "heatmap": result.heatmap,
                          "downsample": downsample, "tissue": tissue}
-            self._ensure_corrections(slide, image)
+            self.corrections.ensure_layer(slide, image)
             state = "done" if result.complete else "cancelled; partial heatmap kept"
             inferred = f" ({result.inferred} inferred by screening)" if result.inferred else ""
             self._report(f"{state}: {result.predicted + result.resumed}/{result.total} patches{inferred}, "
@@ -204,6 +188,7 @@ class DetectWidget(PluginWidget):
             points, name="Detections", scale=slide_scale(slide), size=max(slide.dimensions) / 60,
             face_color="transparent", border_color="yellow", border_width=0.15,
             features={"confidence": detections[:, 0] if len(detections) else np.zeros(0)})
+        self.points_layer.bind_key("n", lambda _layer: self.corrections.mark_not_tumor(), overwrite=True)
         self.found.reset_choices()
 
     def _detection_choices(self, _widget=None) -> list[tuple[str, int]]:
@@ -217,180 +202,6 @@ class DetectWidget(PluginWidget):
         camera = self._viewer.scene.camera if hasattr(self._viewer, "scene") else self._viewer.camera
         camera.center = tuple(world)
         self.points_layer.selected_data = {i}
-
-    # -- corrections and retraining -------------------------------------------
-    def _ensure_corrections(self, slide, image) -> Any:
-        """The Corrections layer over this slide, added (empty, in polygon mode) if there is none."""
-        from ..corrections import corrections_layer_kwargs
-
-        layer = self.corrections_layer
-        if layer is None or layer not in self._viewer.layers or layer.metadata.get("slide") != slide.path:
-            layer = self._viewer.add_shapes(**corrections_layer_kwargs(slide, units=image.units))
-            layer.feature_defaults["label"] = self.draw_as.value
-            layer.bind_key("n", lambda _layer: self.mark_not_tumor(), overwrite=True)
-            self.corrections_layer = layer
-            self._viewer.layers.selection.active = self.points_layer or layer  # pick a detection, press N
-        return layer
-
-    def _set_draw_label(self, label: str) -> None:
-        from ..layers import CLASS_COLOURS
-
-        if self.corrections_layer is not None:
-            self.corrections_layer.feature_defaults["label"] = label
-            self.corrections_layer.current_edge_color = CLASS_COLOURS[label]
-
-    def mark_not_tumor(self, index: int | None = None) -> np.ndarray | None:
-        """Outline detection ``index`` (default: the one selected) as *not tumor* in the Corrections layer.
-
-        The outline is the detection's region above the threshold, a cell
-        wider. Returns it, level-0 ``(x, y)``.
-        """
-        from ...annotations import EXCLUSION
-        from ...inference import region_around
-        from ..corrections import add_correction
-
-        if index is None:
-            chosen = list(self.found.value or [])
-            if not chosen and self.points_layer is not None:
-                chosen = sorted(self.points_layer.selected_data)
-            index = chosen[0] if chosen else None
-        if not self._run or index is None or not 0 <= index < len(self.detections):
-            self._warn("select a detection first (run Detect metastases, then pick one in the list)")
-            return None
-        _, x, y = self.detections[index]
-        outline = region_around(self._run["heatmap"], self._run["downsample"], x, y,
-                                threshold=self._run["card"].threshold)
-        with slide_of(self._run["image"]) as slide:
-            layer = self._ensure_corrections(slide, self._run["image"])
-        add_correction(layer, outline, EXCLUSION)
-        self._report(f"detection {index + 1} marked not tumor ({self._count_corrections()})")
-        return outline
-
-    def _count_corrections(self) -> str:
-        from ...annotations import EXCLUSION
-
-        labels = list(self.corrections_layer.features["label"]) if self.corrections_layer is not None else []
-        return f"{labels.count(TUMOR)} tumor, {labels.count(EXCLUSION)} not tumor"
-
-    def _corrections(self) -> list:
-        from ..corrections import layer_corrections
-
-        if self.corrections_layer is None or self.corrections_layer not in self._viewer.layers:
-            raise InputError("no Corrections layer: run Detect metastases first")
-        image = self._run.get("image") or self.slide_box.value
-        anns = layer_corrections(self.corrections_layer, image)
-        if not anns:
-            raise InputError("the Corrections layer is empty: outline tumor, or mark detections not tumor")
-        return anns
-
-    def save_corrections(self, path: str | Path) -> Path | None:
-        """Write the Corrections layer as ASAP XML or GeoJSON (by extension)."""
-        from ...annotations import write_annotations
-
-        try:
-            if not str(path) or Path(path).is_dir():
-                raise InputError("choose a corrections file to save to (.xml or .geojson)")
-            write_annotations(path, self._corrections())
-        except InputError as exc:
-            self._warn(str(exc))
-            return None
-        self._report(f"saved corrections to {Path(path).name} ({self._count_corrections()})")
-        return Path(path)
-
-    def load_corrections(self, path: str | Path) -> Any:
-        """Add the polygons of an ASAP XML or GeoJSON file to the Corrections layer over the chosen slide."""
-        from ...annotations import read_annotations
-        from ..corrections import add_correction
-
-        image = self.slide_box.value
-        try:
-            if image is None:
-                raise InputError("open a slide first")
-            anns = read_annotations(path)
-            if not anns:
-                raise InputError(f"{path}: no polygons")
-        except InputError as exc:
-            self._warn(str(exc))
-            return None
-        with slide_of(image) as slide:
-            layer = self._ensure_corrections(slide, image)
-        for ann in anns:
-            add_correction(layer, ann.exterior, ann.label)
-        self._report(f"{Path(path).name}: loaded ({self._count_corrections()})")
-        return layer
-
-    def retrain(self, *, epochs: int | None = None, block: bool = True) -> Any:
-        """Fine-tune the last run's model on the corrections, save it as a new version, re-predict the slide.
-
-        The heatmap layer updates in place. A new model worse than its parent
-        on the replay set is not saved, and the slide keeps its heatmap.
-        """
-        from ...inference import detect, iter_predict, slide_score
-        from ...model import load_model
-        from ...workflows import Corrections, FinetuneConfig, finetune
-        from ..corrections import new_model_version
-        from ..sample import cache_dir
-
-        try:
-            if not self._run:
-                raise InputError("run Detect metastases first: retraining starts from its model")
-            anns = self._corrections()
-        except InputError as exc:
-            self._warn(str(exc))
-            return None
-        run = dict(self._run)
-        image = run["image"]
-        parent = Path(run["model"])
-        folder = cache_dir() / "models"
-        folder.mkdir(parents=True, exist_ok=True)
-        output = new_model_version(parent, folder)
-        config = FinetuneConfig(epochs=int(epochs or self.epochs.value))
-        corrections = [Corrections(image.metadata["path"], tuple(anns), source="Corrections layer")]
-        self._job = Job("Retraining", buttons=(self.retrain_button, self.cancel_button), report=self._warn)
-
-        def work(job: Job):
-            def progress(stage: str, info: dict) -> None:
-                if stage == "train" and "batch" in info:
-                    job.step((info["epoch"]) * info["batches"] + info["batch"], info["epochs"] * info["batches"])
-
-            tuned = finetune(parent, corrections, output, config, progress=progress, cancel=job.cancelled)
-            if not tuned.accepted or job.cancelled.is_set():
-                return tuned, None
-            model, card = load_model(tuned.path)
-            with slide_of(image) as slide:
-                steps = iter_predict(slide, model, card, tissue_mask=run["tissue"].mask,
-                                     tissue_downsample=run["tissue"].downsample, cancel=job.cancelled)
-                result = yield from follow(steps, job, lambda item: item[1:])
-            return tuned, (result, card)
-
-        def finished(outcome) -> None:
-            tuned, predicted = outcome
-            if predicted is None:
-                self._warn("; ".join(tuned.warnings) or "retraining cancelled; the model is unchanged")
-                return
-            result, card = predicted
-            with slide_of(image) as slide:
-                self._show_heatmap(slide, result.heatmap, run["downsample"])
-                self.detections = detect(result.heatmap, run["downsample"], threshold=card.threshold)
-                self._add_points(slide, self.detections)
-            self._run.update(model=tuned.path, card=card, heatmap=result.heatmap)
-            self.model_file.value = str(tuned.path)
-            before, after = tuned.before.get("accuracy"), tuned.after.get("accuracy")
-            check = f"; replay accuracy {before:.3f} → {after:.3f}" if before is not None else ""
-            notes = f" ({'; '.join(tuned.warnings)})" if tuned.warnings else ""
-            self._report(f"retrained on {tuned.patches['tumor']} tumor and {tuned.patches['not_tumor']} not-tumor "
-                         f"patches in {tuned.seconds:.0f} s{check}: saved {tuned.path.name}; slide score "
-                         f"{slide_score(result.heatmap):.3f}, {len(self.detections)} detections{notes}")
-
-        def update(item) -> None:
-            self._show_heatmap_data(item[0])
-
-        outcome = self._job.run(work, on_update=update, on_done=finished, block=block)
-        return outcome
-
-    def _show_heatmap_data(self, heatmap: np.ndarray) -> None:
-        if self.heatmap_layer is not None and self.heatmap_layer in self._viewer.layers:
-            self.heatmap_layer.data = heatmap.copy()
 
     def cancel(self) -> None:
         """Stop after the current batch; the partial heatmap stays."""
