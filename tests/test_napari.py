@@ -450,9 +450,10 @@ def test_correct_and_retrain_loop_lowers_the_marked_false_positive(make_napari_v
     before = float(np.asarray(heat.data)[int(y // D), int(x // D)])
     assert before >= widget._run["card"].threshold
     widget.found.value = [fp]  # pick it in the list, press N on the layer
-    assert viewer.layers.selection.active is widget.points_layer
-    (press_n,) = [action for key, action in widget.points_layer.keymap.items() if str(key) == "N"]
-    press_n(widget.points_layer)
+    detections = viewer.layers["Detections"]
+    assert viewer.layers.selection.active is detections  # picked, ready for N
+    (press_n,) = [action for key, action in detections.keymap.items() if str(key) == "N"]
+    press_n(detections)
     assert list(corrections.features["label"]) == [EXCLUSION] and len(corrections.data) == 1
     # Draw a tumor outline the way a user does: choose "tumor", add a polygon.
     widget.corrections.draw_as.value = TUMOR

@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "forget (default for the bundled model: its training data, when on disk)")
     p.add_argument("--margin", type=float, default=0.03,
                    help="largest drop in replay accuracy or AUC accepted (default 0.03)")
+    p.add_argument("--max-patches", type=int, default=400, metavar="N",
+                   help="correction patches per class and slide, at most (default 400)")
+    p.add_argument("--replay-patches", type=int, default=400, metavar="N",
+                   help="patches per class taken from each --replay folder (default 400)")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=_finetune)
 

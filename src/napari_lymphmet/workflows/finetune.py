@@ -84,8 +84,8 @@ class FinetuneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1:
-            raise InputError("epochs and batch size must be at least 1")
+        if min(self.epochs, self.batch_size, self.max_per_class, self.replay_data) < 1:
+            raise InputError("epochs, batch size and patch counts must be at least 1")
         if not 0 <= self.margin <= 1:
             raise InputError(f"margin must be within [0, 1], got {self.margin}")
 
