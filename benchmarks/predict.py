@@ -13,6 +13,8 @@ show it stays flat.
 ``--geometry camelyon`` is real CAMELYON16 geometry: a 0.243 µm/px slide
 (levels at 2×, 4×, …) and a model of 256 px patches at 0.243 µm/px with a
 128 px input, so every patch is a 256 px box read down to 128 px.
+``--geometry 10x`` is the bundled model's: 96 px patches at 0.972 µm/px
+(input 96) on the same slide, each a 384 px box read from level 2.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from pathlib import Path
 import numpy as np
 
 
-GEOMETRIES = {  # slide mpp, model patch size and mpp (input 128 px always)
+GEOMETRIES = {  # slide mpp, model patch size and mpp (input: 128 px, at most the patch size)
     "default": (0.25, 128, 0.5),
+    "10x": (0.243, 96, 0.972),
     "camelyon": (0.243, 256, 0.243),
 }
 
@@ -47,14 +50,15 @@ def _slide(size: int, geometry: str = "default") -> Path:
 
 
 def _model(geometry: str = "default") -> Path:
-    """A small-cnn with a 128 px input (weights random: speed only)."""
+    """A small-cnn with a 128 px input, or the patch size if smaller (weights random: speed only)."""
     from napari_lymphmet.model import ModelCard, build_model, save_model
 
     _, patch, mpp = GEOMETRIES[geometry]
     path = Path(tempfile.gettempdir()) / f"lymphmet-bench-small-cnn-{patch}-{mpp}.keras"
     if not path.exists():
-        save_model(build_model("small-cnn", input_size=128, weights="none"), path,
-                   ModelCard(backbone="small-cnn", input_size=128, patch_size=patch, patch_mpp=mpp,
+        size = min(128, patch)
+        save_model(build_model("small-cnn", input_size=size, weights="none"), path,
+                   ModelCard(backbone="small-cnn", input_size=size, patch_size=patch, patch_mpp=mpp,
                              input_space="hed"))
     return path
 
@@ -75,13 +79,14 @@ def run_one(size: int, limit: int | None, geometry: str = "default") -> dict:
             cut = int(rows * grid.downsample / mask.downsample)
             tissue = tissue.copy()
             tissue[cut:] = False
-        predict_patches(model, meta, np.zeros((64, 128, 128, 3), np.uint8))  # warm up
+        size = meta.input_size
+        predict_patches(model, meta, np.zeros((64, size, size, 3), np.uint8))  # warm up
         start = time.perf_counter()
         result = predict_slide(slide, model, meta, tissue_mask=tissue, tissue_downsample=mask.downsample,
                                batch_size=64)
         t_pipeline = time.perf_counter() - start
     n = result.predicted
-    batch = np.random.default_rng(0).integers(0, 255, (64, 128, 128, 3), dtype=np.uint8)
+    batch = np.random.default_rng(0).integers(0, 255, (64, size, size, 3), dtype=np.uint8)
     start = time.perf_counter()
     for _ in range(int(np.ceil(n / 64))):
         predict_patches(model, meta, batch)
