@@ -116,6 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "patches" / "pcam")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--replay-patches", type=int, default=400, help="per class from the training data")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "lymphmet-correction-loop")
     args = parser.parse_args()
 
@@ -151,7 +152,7 @@ def main() -> None:
     write_annotations(corrections_file, anns)
     start = time.perf_counter()
     tuned = finetune("lymph-node-10x", [Corrections.read(path_a, corrections_file)], args.out / "tuned.keras",
-                     FinetuneConfig(epochs=args.epochs))
+                     FinetuneConfig(epochs=args.epochs, replay_data=args.replay_patches))
     seconds = time.perf_counter() - start
     report["finetune"] = {**{k: v for k, v in tuned.summary().items() if k != "corrections"},
                           "marked_false_positives": len(fps), "wall_seconds": round(seconds, 1)}
@@ -160,6 +161,15 @@ def main() -> None:
             heat2, D2, card2 = predict(path, tuned.path)
             report[f"tuned on {name}"] = {k: v for k, v in score(heat2, D2, card2.threshold, lesions).items()
                                           if k != "fp"}
+    # Ranking apart from calibration: false positives and lesions on B at fixed thresholds.
+    path_b, lesions_b = slides["B"]
+    models = {"bundled": "lymph-node-10x", **({"tuned": tuned.path} if tuned.path is not None else {})}
+    for name, model in models.items():
+        heat_b, D_b, _ = predict(path_b, model)
+        report[f"{name} on B by threshold"] = {
+            f"{t:.1f}": {k: v for k, v in score(heat_b, D_b, t, lesions_b).items() if k in ("false_positives",
+                                                                                       "lesions_found")}
+            for t in (0.3, 0.5, 0.7, 0.8, 0.9)}
     print(json.dumps(report, indent=2))
 
 
