@@ -41,7 +41,7 @@ def test_finetune_a_bundled_model_on_xml_and_geojson_corrections(corrections, tm
     code, summary, err = run_main(capsys, "finetune", "lymph-node-10x", "--slide", str(slide_path),
                                   "--corrections", str(xml), "--slide", str(slide_path), "--corrections",
                                   str(geojson), "-o", str(out), "--epochs", "1", "--margin", "0.5",
-                                  "--max-patches", "150", "--replay-patches", "100")
+                                  "--max-patches", "80", "--replay-patches", "50")
     # (A wide margin: synthetic tissue is far from the PatchCamelyon replay; the guard itself is tested below.)
     assert code == 0, err
     assert "warning: __array__" not in err  # Keras' NumPy 2 notice is not the user's business
