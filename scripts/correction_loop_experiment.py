@@ -10,13 +10,14 @@ stain them.
 
 On slide A the bundled model's ten most confident false-positive
 detections are marked *not tumor* (the Detect widget's region outline) and
-the three lesions *tumor*. The model is fine-tuned on them (with the
-default replay of its training data), and slide B is predicted with the
-old and the new model, each at its own threshold. Printed: false-positive
-detections and lesions found on both slides, before and after, and the
-fine-tuning time.
+the three lesions *tumor*. For each ``--epochs`` (0: weights kept) and
+``--threshold-from`` (the corrections' peak scores, or held-out patches)
+the model is fine-tuned on them (with the default replay of its training
+data), and both slides are predicted with the old and each new model, each
+at its own threshold. Printed: false-positive detections and lesions found,
+before and after, the fine-tuning time, and a threshold sweep on slide B.
 
-    python scripts/correction_loop_experiment.py [--data ../shared/data/patches/pcam] [--epochs 3]
+    python scripts/correction_loop_experiment.py [--data ../shared/data/patches/pcam] [--epochs 0 3]
 """
 
 from __future__ import annotations
@@ -115,7 +116,10 @@ def score(heatmap: np.ndarray, D: float, threshold: float, lesions: list[np.ndar
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "patches" / "pcam")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[0, 3],
+                        help="fine-tunes to run (0: the threshold from the corrections only)")
+    parser.add_argument("--threshold-from", nargs="+", default=["corrections", "validation"],
+                        choices=("corrections", "validation"))
     parser.add_argument("--replay-patches", type=int, default=400, help="per class from the training data")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "lymphmet-correction-loop")
     args = parser.parse_args()
@@ -150,26 +154,36 @@ def main() -> None:
     anns += [Annotation(lesion, TUMOR) for lesion in lesions_a]
     corrections_file = args.out / "restained_A.corrections.xml"
     write_annotations(corrections_file, anns)
-    start = time.perf_counter()
-    tuned = finetune("lymph-node-10x", [Corrections.read(path_a, corrections_file)], args.out / "tuned.keras",
-                     FinetuneConfig(epochs=args.epochs, replay_data=args.replay_patches))
-    seconds = time.perf_counter() - start
-    report["finetune"] = {**{k: v for k, v in tuned.summary().items() if k != "corrections"},
-                          "marked_false_positives": len(fps), "wall_seconds": round(seconds, 1)}
-    if tuned.path is not None:
-        for name, (path, lesions) in slides.items():
-            heat2, D2, card2 = predict(path, tuned.path)
-            report[f"tuned on {name}"] = {k: v for k, v in score(heat2, D2, card2.threshold, lesions).items()
-                                          if k != "fp"}
+    corrections = [Corrections.read(path_a, corrections_file)]
+    models = {"bundled": "lymph-node-10x"}
+    for epochs in args.epochs:
+        for source in args.threshold_from:
+            if epochs == 0 and source == "validation":
+                continue  # the bundled model itself
+            name = f"tuned {epochs} epochs, threshold from {source}"
+            start = time.perf_counter()
+            tuned = finetune("lymph-node-10x", corrections, args.out / f"tuned_{epochs}_{source}.keras",
+                             FinetuneConfig(epochs=epochs, replay_data=args.replay_patches, threshold_from=source))
+            seconds = time.perf_counter() - start
+            summary = tuned.summary()
+            report[name] = {"accepted": tuned.accepted, "wall_seconds": round(seconds, 1),
+                            "threshold": summary["threshold"], "validation": summary["validation"],
+                            "warnings": summary["warnings"], "marked_false_positives": len(fps)}
+            if tuned.path is None:
+                continue
+            models[name] = tuned.path
+            for slide_name, (path, lesions) in slides.items():
+                heat2, D2, card2 = predict(path, tuned.path)
+                report[name][f"on {slide_name}"] = {k: v for k, v in score(heat2, D2, card2.threshold, lesions).items()
+                                                    if k != "fp"}
     # Ranking apart from calibration: false positives and lesions on B at fixed thresholds.
     path_b, lesions_b = slides["B"]
-    models = {"bundled": "lymph-node-10x", **({"tuned": tuned.path} if tuned.path is not None else {})}
     for name, model in models.items():
         heat_b, D_b, _ = predict(path_b, model)
         report[f"{name} on B by threshold"] = {
-            f"{t:.1f}": {k: v for k, v in score(heat_b, D_b, t, lesions_b).items() if k in ("false_positives",
-                                                                                       "lesions_found")}
-            for t in (0.3, 0.5, 0.7, 0.8, 0.9)}
+            f"{t:g}": {k: v for k, v in score(heat_b, D_b, t, lesions_b).items() if k in ("false_positives",
+                                                                                     "lesions_found")}
+            for t in (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)}
     print(json.dumps(report, indent=2))
 
 

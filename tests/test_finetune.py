@@ -59,14 +59,91 @@ def test_finetune_a_bundled_model_on_xml_and_geojson_corrections(corrections, tm
     parent = load_model("lymph-node-10x")[1]
     assert (card.input_size, card.patch_mpp, card.input_space) == (parent.input_size, parent.patch_mpp,
                                                                    parent.input_space)
-    # Both classes held out (replay of PatchCamelyon, corrections): the new threshold is chosen there.
-    assert card.validation is not None and 0 < card.threshold < 1
+    # Both classes held out (replay of PatchCamelyon, corrections): the validation threshold is chosen there;
+    # the detection threshold keeps every outlined lesion and sits above the false positives under them.
+    assert card.validation is not None
+    threshold = summary["threshold"]
+    assert threshold["source"] == "corrections" and card.threshold == pytest.approx(threshold["threshold"])
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in card.extra["finetune"]["threshold"].items()} \
+        == threshold
+    assert min(threshold["lesion_peaks"]) >= card.threshold
+    assert all(p < card.threshold for p in threshold["false_positive_peaks"] if p < min(threshold["lesion_peaks"]))
     # The bundled model is never overwritten.
     bundled = bundled_models()["lymph-node-10x"]
     stamp = bundled.stat().st_mtime_ns
     code, _, err = run_main(capsys, "finetune", "lymph-node-10x", "--slide", str(slide_path), "--corrections",
                             str(xml), "-o", str(bundled), "--epochs", "1")
     assert code == 2 and "refusing to overwrite the bundled model" in err and bundled.stat().st_mtime_ns == stamp
+
+
+def test_zero_epochs_keeps_the_weights_and_its_threshold_drops_the_marked_false_positives(synthetic_model,
+                                                                                          tmp_path, capsys):
+    """Outline the lesions and every false-positive detection; --epochs 0: the same heatmap, fewer detections."""
+    from scipy import ndimage
+
+    from napari_lymphmet import open_slide
+    from napari_lymphmet.annotations import rasterize
+    from napari_lymphmet.inference import detect, predict_slide, region_around
+    from napari_lymphmet.model import load_model
+    from napari_lymphmet.tissue import tissue_mask
+
+    model_path, slide_path = synthetic_model
+    parent, parent_card = load_model(model_path)
+    with open_slide(slide_path) as slide:
+        found = tissue_mask(slide)
+        result = predict_slide(slide, parent, parent_card, tissue_mask=found.mask, tissue_downsample=found.downsample)
+    heatmap, D = result.heatmap, result.grid.downsample
+    lesions = read_asap_xml(slide_path.with_suffix(".xml"))
+    masks = [ndimage.binary_dilation(rasterize([a], heatmap.shape, downsample=D), iterations=1) for a in lesions]
+
+    def split(points):
+        hits = [any(m[int(y // D), int(x // D)] for _, x, y in points) for m in masks]
+        fps = [(x, y) for _, x, y in points if not any(m[int(y // D), int(x // D)] for m in masks)]
+        return hits, fps
+
+    hits, fps = split(detect(heatmap, D, threshold=parent_card.threshold))
+    assert all(hits) and fps  # the synthetic model finds the lesions, and some pen, dust or folds
+    anns = [Annotation(a.exterior, TUMOR) for a in lesions]
+    anns += [Annotation(region_around(heatmap, D, x, y, threshold=parent_card.threshold), EXCLUSION) for x, y in fps]
+    write_annotations(tmp_path / "corrections.xml", anns)
+    out = tmp_path / "recalibrated.keras"
+    code, summary, err = run_main(capsys, "finetune", str(model_path), "--slide", str(slide_path), "--corrections",
+                                  str(tmp_path / "corrections.xml"), "-o", str(out), "--epochs", "0")
+    assert code == 0 and summary["accepted"] and summary["epochs"] == 0, err
+    assert summary["validation"]["before"] == summary["validation"]["after"]  # the same weights
+    tuned, card = load_model(out)
+    x = np.random.default_rng(0).random((4, card.input_size, card.input_size, 3)).astype("float32")
+    assert np.allclose(np.asarray(parent(x)), np.asarray(tuned(x)))
+    threshold = summary["threshold"]
+    assert threshold["source"] == "corrections" and card.threshold == pytest.approx(threshold["threshold"])
+    assert len(threshold["lesion_peaks"]) == len(lesions) and len(threshold["false_positive_peaks"]) == len(fps)
+    assert card.threshold > parent_card.threshold and card.extra["parent"]["threshold"] == parent_card.threshold
+    # What the pathologist sees at the new threshold: every lesion, and only the outlines it could not drop.
+    hits, left = split(detect(heatmap, D, threshold=card.threshold))
+    assert all(hits) and len(left) <= threshold["kept_false_positives"] < len(fps), (len(left), len(fps))
+
+
+THRESHOLDS = {  # case -> (lesion peaks, false-positive peaks, fallback, (low, high) the threshold lies in, kept)
+    "gap between them": ((0.99, 0.97), (0.9, 0.6), 0.4, (0.9, 0.97), 0),
+    "a false positive above a lesion": ((0.8, 0.99), (0.95, 0.5), 0.4, (0.5, 0.8), 1),
+    "no false positives, threshold low enough": ((0.9,), (), 0.4, (0.4, 0.4), 0),
+    "no false positives, a lesion under it": ((0.3,), (), 0.5, (0.0, 0.3), 0),
+    "no lesion marked": ((), (0.95,), 0.4, (0.4, 0.4), 1),
+    "outlines off the slide are ignored": ((0.99, float("nan")), (float("nan"), 0.7), 0.4, (0.7, 0.99), 0),
+    # Half a logit of room under the faintest lesion beats dropping a false positive just under it.
+    "a false positive just under the faintest lesion": ((0.98,), (0.975, 0.5), 0.4, (0.95, 0.975), 1),
+}
+
+
+@pytest.mark.parametrize("case", list(THRESHOLDS))
+def test_corrections_threshold_keeps_every_lesion_and_drops_what_it_can(case):
+    from napari_lymphmet.workflows import corrections_threshold
+
+    lesions, fps, fallback, (low, high), kept = THRESHOLDS[case]
+    chosen = corrections_threshold(lesions, fps, fallback)
+    assert low <= chosen.threshold <= high and (low < chosen.threshold or low == high)
+    assert chosen.kept == kept
+    assert chosen.source == ("corrections" if any(np.isfinite(lesions)) else "validation")
 
 
 def test_a_model_worse_on_the_replay_set_is_refused_and_not_written(corrections, synthetic_model, tmp_path,

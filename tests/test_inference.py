@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_lymphmet import open_slide
-from napari_lymphmet.annotations import rasterize, read_asap_xml
+from napari_lymphmet.annotations import TUMOR, Annotation, rasterize, read_asap_xml
 from napari_lymphmet.evaluation import roc_auc
 from napari_lymphmet.inference import grid_for, predict_slide, read_heatmap
 from napari_lymphmet.model import load_model
@@ -99,6 +99,34 @@ def test_heatmap_peak_lies_on_the_painted_square(synthetic_model, square_slide, 
     peak_world = np.asarray(heat_layer.data_to_world((r, c)))
     centre_world = np.asarray(slide_layer.data_to_world((cy - 0.5, cx - 0.5)))
     assert np.all(np.abs(peak_world - centre_world) <= np.asarray(scale)), (peak_world, centre_world)
+
+
+def test_an_outline_s_peak_is_the_heatmap_s_highest_value_inside_it(synthetic_model, square_slide):
+    """What a fine-tune reads off each correction: the heatmap's own cells, not a finer or shifted sampling."""
+    from napari_lymphmet.model import load_model
+    from napari_lymphmet.workflows.corrections import region_peaks
+
+    model_path, _ = synthetic_model
+    path, (cx, cy) = square_slide
+    heatmap = _predict(path, model_path, min_tissue=0).heatmap
+    D = 128  # 64 px at 1 µm/px on a 0.5 µm/px slide
+
+    def square(x: float, y: float, side: float) -> Annotation:
+        return Annotation(np.array([[x, y], [x + side, y], [x + side, y + side], [x, y + side]]), TUMOR)
+
+    outlines = [square(cx - 500, cy - 500, 1000),  # the painted square and its rim
+                square(800, 1200, 700),  # normal node
+                square(cx + 10, cy + 10, 40),  # smaller than a cell: the cell under it
+                square(1e6, 1e6, 500)]  # off the slide
+    model, card = load_model(model_path)
+    with open_slide(path) as slide:
+        peaks = region_peaks(slide, model, card, outlines)
+    expected = [heatmap[int((cy - 500) / D + 0.5):int((cy + 500) / D + 0.5),
+                        int((cx - 500) / D + 0.5):int((cx + 500) / D + 0.5)].max(),
+                heatmap[int(1200 / D + 0.5):int(1900 / D + 0.5), int(800 / D + 0.5):int(1500 / D + 0.5)].max(),
+                heatmap[int((cy + 30) // D), int((cx + 30) // D)]]
+    np.testing.assert_allclose(peaks[:3], expected, atol=1e-5)
+    assert peaks[0] > 0.5 > peaks[1] and np.isnan(peaks[3])
 
 
 def test_interrupted_run_resumes_and_ends_identical(synthetic_model, tmp_path):

@@ -468,6 +468,9 @@ def test_correct_and_retrain_loop_lowers_the_marked_false_positive(make_napari_v
     after = float(np.asarray(heat.data)[int(y // D), int(x // D)])  # the same layer, updated in place
     assert heat in viewer.layers and after < before, (before, after)
     assert str(widget.model_file.value) == str(tuned.path) and widget.status.value.startswith("retrained")
+    # At the new model's threshold (from the outlines) the marked false positive is no longer detected.
+    assert tuned.threshold["source"] == "corrections" and "threshold" in widget.status.value
+    assert not any(abs(dx - x) <= D and abs(dy - y) <= D for _, dx, dy in widget.detections), (x, y)
     _, card = load_model(tuned.path)  # safe mode
     assert card.extra["parent"]["model"] == "synthetic.keras"
     assert card.extra["finetune"]["corrections"][0]["not_tumor"] == 1

@@ -122,7 +122,7 @@ def _finetune(args: argparse.Namespace) -> dict[str, Any] | tuple[dict[str, Any]
     corrections = [Corrections.read(slide, path) for slide, path in zip(args.slide, args.corrections)]
     config = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, margin=args.margin,
                             replay=tuple(args.replay), max_per_class=args.max_patches,
-                            replay_data=args.replay_patches)
+                            replay_data=args.replay_patches, threshold_from=args.threshold_from)
     meter = _Progress("finetune", quiet=args.quiet)
 
     def progress(stage: str, state: dict) -> None:

@@ -139,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corrections", action="append", required=True, metavar="FILE",
                    help="ASAP XML or GeoJSON of that slide's corrections")
     p.add_argument("-o", "--output", required=True, help="the new model (.keras); never the bundled one")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=3,
+                   help="default 3; 0 keeps the weights and only sets the threshold from the corrections")
+    p.add_argument("--threshold-from", choices=("corrections", "validation"), default="corrections",
+                   help="the new model's detection threshold: between the outlined lesions' and false positives' "
+                        "peak scores (default), or where held-out patches are best separated")
     p.add_argument("--replay", action="append", default=[], metavar="DIR",
                    help="labelled patches (tumor/ and normal/, or patches.csv) to replay so the model does not "
                         "forget (default for the bundled model: its training data, when on disk)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .detect import detect, slide_score
 from .distributed import connect, predict_distributed
-from .grid import HeatmapGrid, batches_of, grid_for
+from .grid import HeatmapGrid, batches_of, grid_for, polygon_cells, score_cells
 from .omezarr import HeatmapZarr, read_heatmap_zarr, write_heatmap_zarr
 from .outputs import read_heatmap, write_outputs
 from .regions import TumorRegion, region_annotations, region_around, tumor_regions
@@ -15,6 +15,6 @@ from .screen import ScreenConfig, cells_to_refine, fill_unpredicted, lattice_cel
 __all__ = [
     "HeatmapGrid", "HeatmapZarr", "PredictResult", "ScreenConfig", "TumorRegion", "batches_of", "cells_to_refine",
     "connect", "detect", "fill_unpredicted", "grid_for", "iter_predict", "lattice_cells", "model_id",
-    "predict_distributed", "predict_slide", "read_heatmap", "read_heatmap_zarr", "region_annotations", "region_around",
-    "slide_score", "tumor_regions", "write_heatmap_zarr", "write_outputs",
+    "polygon_cells", "predict_distributed", "predict_slide", "read_heatmap", "read_heatmap_zarr", "region_annotations",
+    "region_around", "score_cells", "slide_score", "tumor_regions", "write_heatmap_zarr", "write_outputs",
 ]

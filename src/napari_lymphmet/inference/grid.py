@@ -1,10 +1,14 @@
-"""Grid: split from inference.py."""
+"""The heatmap grid: where each cell's patch lies on the slide, and reading and scoring cells.
 
+A cell is one patch at the model's mpp and size (``stride`` apart); its
+value is the model's probability for that patch.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -13,7 +17,7 @@ from ..patches import box_fraction, integral_image, read_row_boxes, row_runs
 from ..model import ModelCard
 from ..wsi import Slide
 
-__all__ = ['HeatmapGrid', 'batches_of', 'grid_for']
+__all__ = ['HeatmapGrid', 'batches_of', 'grid_for', 'polygon_cells', 'score_cells']
 
 
 @dataclass(frozen=True)
@@ -74,3 +78,37 @@ def _read_batch(slide: Slide, grid: HeatmapGrid, cells: np.ndarray) -> np.ndarra
     for run in row_runs(xs, ys, max_gap=1.5 * grid.downsample):  # neighbouring cells only
         out += read_row_boxes(slide, xs[run], ys[run[0]], grid.box, grid.patch_size)
     return np.stack(out)
+
+
+def polygon_cells(grid: HeatmapGrid, exterior: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` ``(row, col)`` cells whose centre lies in a polygon (``(M, 2)`` level-0 ``(x, y)``).
+
+    A polygon smaller than a cell gets the cell under its centroid, so every
+    outline on the slide has at least one cell.
+    """
+    from skimage.measure import points_in_poly
+
+    x0, y0 = exterior.min(axis=0)
+    x1, y1 = exterior.max(axis=0)
+    D = grid.downsample
+    cols = np.arange(max(0, int(x0 // D)), min(grid.cols, int(x1 // D) + 1))
+    rows = np.arange(max(0, int(y0 // D)), min(grid.rows, int(y1 // D) + 1))
+    rr, cc = (a.ravel() for a in np.meshgrid(rows, cols, indexing="ij"))
+    inside = points_in_poly(np.column_stack([(cc + 0.5) * D, (rr + 0.5) * D]), exterior) if len(rr) else []
+    if np.any(inside):
+        return np.column_stack([rr[inside], cc[inside]])
+    r, c = int(exterior[:, 1].mean() // D), int(exterior[:, 0].mean() // D)
+    if 0 <= r < grid.rows and 0 <= c < grid.cols:
+        return np.array([[r, c]])
+    return np.zeros((0, 2), np.int64)
+
+
+def score_cells(slide: Slide, model: Any, card: ModelCard, grid: HeatmapGrid, cells: np.ndarray, *,
+                batch_size: int = 64) -> np.ndarray:
+    """``(N,)``: the heatmap's values at ``(row, col)`` cells, read and predicted as a whole-slide run does."""
+    from ..model import predict_prepared, prepare_batch
+
+    out = [predict_prepared(model, prepare_batch(_read_batch(slide, grid, batch), card))
+           for batch in batches_of(np.asarray(cells), batch_size)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+

@@ -47,6 +47,19 @@ class PatchTable:
     def subset(self, keep: np.ndarray) -> PatchTable:
         return PatchTable(self.paths[keep], self.labels[keep], self.slides[keep], self.mpp)
 
+    @classmethod
+    def concat(cls, tables: Sequence[PatchTable | None]) -> PatchTable | None:
+        """The tables one after another (``None`` and empty ones skipped; ``None`` if nothing is left).
+
+        The mpp is kept when all agree, else ``None`` (unknown).
+        """
+        tables = [t for t in tables if t is not None and len(t)]
+        if not tables:
+            return None
+        mpps = {t.mpp for t in tables}
+        return cls(np.concatenate([t.paths for t in tables]), np.concatenate([t.labels for t in tables]),
+                   np.concatenate([t.slides for t in tables]), mpps.pop() if len(mpps) == 1 else None)
+
     @property
     def unknown_slides(self) -> int:
         """Patches whose slide is not known."""
@@ -130,9 +143,7 @@ def read_patch_table(sources: Sequence[str | os.PathLike]) -> PatchTable:
         tables.append(table)
     if not tables:
         raise InputError("no training data given")
-    mpps = {t.mpp for t in tables}
-    return PatchTable(np.concatenate([t.paths for t in tables]), np.concatenate([t.labels for t in tables]),
-                      np.concatenate([t.slides for t in tables]), mpps.pop() if len(mpps) == 1 else None)
+    return PatchTable.concat(tables)
 
 
 def split_by_slide(table: PatchTable, *, fraction: float = 0.25, seed: int = 0) -> tuple[PatchTable, PatchTable]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 from .demo import run_demo
 from .catalog import SlideEntry, SlideFacts, companions, list_slides, results_for, slide_facts, with_results
 from .cohort import CSV_COLUMNS, CohortRow, cohort_row, write_cohort
-from .finetune import Corrections, FinetuneConfig, FinetuneResult, finetune
+from .corrections import Corrections, CorrectionsThreshold, corrections_threshold
+from .finetune import FinetuneConfig, FinetuneResult, finetune
 from .predict import PredictOptions, SlideFailure, SlidePrediction, predict_slides
 
 __all__ = [
-    "CSV_COLUMNS", "CohortRow", "Corrections", "FinetuneConfig", "FinetuneResult", "PredictOptions", "SlideEntry",
-    "SlideFacts", "SlideFailure", "SlidePrediction", "cohort_row", "companions", "finetune", "list_slides",
-    "predict_slides", "results_for", "run_demo", "slide_facts", "with_results", "write_cohort",
+    "CSV_COLUMNS", "CohortRow", "Corrections", "CorrectionsThreshold", "FinetuneConfig", "FinetuneResult",
+    "PredictOptions", "SlideEntry", "SlideFacts", "SlideFailure", "SlidePrediction", "cohort_row", "companions",
+    "corrections_threshold", "finetune", "list_slides", "predict_slides", "results_for", "run_demo", "slide_facts",
+    "with_results", "write_cohort",
 ]

@@ -1,9 +1,10 @@
 """Fine-tune a model on a pathologist's corrections: the correct-and-retrain loop.
 
-Corrections are polygons on a slide: ``tumor`` (missed tumor, or lesions
-to keep) and ``exclusion`` ("not tumor": false positives). From them come
-patches at the model's own mpp and patch size: tumor patches from tumor
-polygons, hard negatives from exclusion polygons. A replay sample keeps the
+Corrections (:mod:`.corrections`) are polygons on a slide: ``tumor``
+(missed tumor, or lesions to keep) and ``exclusion`` ("not tumor": false
+positives). From them come patches at the model's own mpp and patch size:
+tumor patches from tumor polygons, hard negatives from exclusion polygons.
+A replay sample keeps the
 model from forgetting what it knew: patches of the same slides, away from
 every correction, that the model already calls normal, and, for the bundled
 model, a sample of its training data when it is on disk (or any labelled
@@ -12,7 +13,12 @@ folder given as ``replay``).
 A quarter of the replay sample is held out. The model is scored on it
 before and after; a new model more than ``margin`` worse there is not saved.
 When it holds both classes, training also keeps its best epoch on it and
-sets the new model's threshold there.
+sets the model's validation threshold there. The detection threshold the new
+model ships with is then read off the corrections themselves (the marked
+lesions' and false positives' peak scores, :func:`.corrections_threshold`):
+a new lab's stain shifts scores more than ten outlines can retrain away.
+``epochs=0`` does only that: the parent's weights with a threshold for
+these slides, in seconds.
 
 The CLI (``lymphmet finetune``) and the *Detect metastases* widget both run
 :func:`finetune`.
@@ -20,8 +26,6 @@ The CLI (``lymphmet finetune``) and the *Detect metastases* widget both run
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
 import shutil
 import tempfile
@@ -34,42 +38,25 @@ from typing import Any
 
 import numpy as np
 
-from ..annotations import EXCLUSION, TUMOR, Annotation, read_annotations
+from ..annotations import EXCLUSION, TUMOR
 from ..errors import InputError
+from .corrections import Corrections, correction_patches, corrections_threshold, region_peaks
 
-__all__ = ["Corrections", "FinetuneConfig", "FinetuneResult", "bundled_training_data", "correction_patches",
-           "finetune"]
-
-@dataclass(frozen=True)
-class Corrections:
-    """One slide's corrections: ``annotations`` in level-0 px, read from ``source`` (a file) if given."""
-
-    slide: str
-    annotations: tuple[Annotation, ...]
-    source: str = ""
-
-    @classmethod
-    def read(cls, slide: str | os.PathLike, path: str | os.PathLike) -> Corrections:
-        """Corrections from an ASAP XML (``_2`` = not tumor) or GeoJSON (``Exclusion`` = not tumor) file."""
-        if not Path(slide).is_file():
-            raise InputError(f"{slide}: no such slide")
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such corrections file")
-        return cls(str(slide), tuple(read_annotations(path)), str(path))
-
-    def counts(self) -> dict[str, int]:
-        return {"tumor": sum(a.label == TUMOR for a in self.annotations),
-                "not_tumor": sum(a.label == EXCLUSION for a in self.annotations)}
+__all__ = ["FinetuneConfig", "FinetuneResult", "bundled_training_data", "finetune"]
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Options; see ``lymphmet finetune --help``.
 
-    ``margin``: how much lower the new model's accuracy (and AUC, when the
-    replay set has both classes) on the held-out replay set may be before it
-    is refused. ``few``: fewer correction patches than this in a class get
-    a warning.
+    ``epochs``: 0 keeps the parent's weights and only sets the threshold.
+    ``margin``: how much lower the new model's accuracy (at its validation
+    threshold) and AUC, when the replay set has both classes, on the
+    held-out replay set may be before it is refused. ``few``: fewer
+    correction patches than this in a class get a warning.
+    ``threshold_from``: ``"corrections"`` (the marked regions' peak scores;
+    at least ``lesion_margin`` logits under the faintest marked lesion) or
+    ``"validation"`` (the held-out patches, as ``lymphmet train`` does).
     """
 
     epochs: int = 3
@@ -81,11 +68,15 @@ class FinetuneConfig:
     replay: tuple[str, ...] = ()
     margin: float = 0.03
     few: int = 20
+    threshold_from: str = "corrections"
+    lesion_margin: float = 0.5
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.epochs, self.batch_size, self.max_per_class, self.replay_data) < 1:
-            raise InputError("epochs, batch size and patch counts must be at least 1")
+        if self.epochs < 0 or min(self.batch_size, self.max_per_class, self.replay_data) < 1:
+            raise InputError("epochs must be at least 0, batch size and patch counts at least 1")
+        if self.threshold_from not in ("corrections", "validation"):
+            raise InputError(f"threshold must come from corrections or validation, not {self.threshold_from!r}")
         if not 0 <= self.margin <= 1:
             raise InputError(f"margin must be within [0, 1], got {self.margin}")
 
@@ -107,13 +98,15 @@ class FinetuneResult:
     card: Any = None
     corrections: tuple[dict, ...] = field(default_factory=tuple)
     held_out: dict[str, dict[str, float]] = field(default_factory=dict)  # the corrections' held-out quarter
+    threshold: dict[str, Any] = field(default_factory=dict)  # CorrectionsThreshold.as_dict(), and the validation one
 
     def summary(self) -> dict[str, Any]:
         """The JSON ``lymphmet finetune`` prints."""
         return {"model": str(self.path) if self.path else None, "accepted": self.accepted, "parent": str(self.parent),
                 "patches": self.patches, "epochs": self.epochs, "seconds": round(self.seconds, 1),
                 "validation": {"before": self.before, "after": self.after,
-                               "corrections_held_out": self.held_out}, "corrections": list(self.corrections),
+                               "corrections_held_out": self.held_out}, "threshold": self.threshold,
+                "corrections": list(self.corrections),
                 "warnings": list(self.warnings), "cancelled": self.cancelled}
 
 
@@ -146,78 +139,6 @@ def _check_output(output: Path, parent: Path) -> None:
             raise InputError(f"{output}: refusing to overwrite the bundled model {name}; choose another -o")
     if target == parent.resolve():
         raise InputError(f"{output}: this is the model being fine-tuned; write the new version to another file")
-
-
-def _centres_in(annotations: Sequence[Annotation], xs: np.ndarray, ys: np.ndarray, box: float,
-                dimensions: tuple[int, int], *, dilate: float = 0.0) -> np.ndarray:
-    """``(N,) bool``: the patches whose centre lies in the polygons (grown by ``dilate`` level-0 px)."""
-    from scipy import ndimage
-
-    from ..annotations import rasterize
-
-    out = np.zeros(len(xs), bool)
-    if not annotations or not len(xs):
-        return out
-    d = max(1.0, box / 8)
-    shape = (math.ceil(dimensions[1] / d) + 1, math.ceil(dimensions[0] / d) + 1)
-    # rasterize fills tumor and cuts exclusions out, so every polygon is drawn as tumor here
-    mask = rasterize([Annotation(a.exterior, TUMOR) for a in annotations], shape, downsample=d)
-    if dilate > 0:
-        mask = ndimage.binary_dilation(mask, iterations=max(1, int(round(dilate / d))))
-    r = np.clip(((ys + box / 2) / d).astype(int), 0, shape[0] - 1)
-    c = np.clip(((xs + box / 2) / d).astype(int), 0, shape[1] - 1)
-    return mask[r, c]
-
-
-def correction_patches(slide, corrections: Corrections, card, config: FinetuneConfig):
-    """Plan a slide's patches at the model's mpp and size: ``(tumor, not_tumor, elsewhere)`` plans.
-
-    Tumor patches have their centre in a tumor polygon (less exclusions);
-    not-tumor patches in an exclusion polygon. ``elsewhere`` are tissue
-    patches at least a patch away from every correction: candidates for the
-    replay sample.
-
-    Raises
-    ------
-    InputError
-        No tumor and no exclusion polygons, or none of them on the slide.
-    """
-    from ..annotations import NORMAL
-    from ..patches import PatchSpec, plan_patches
-    from ..tissue import tissue_for
-
-    anns = [a for a in corrections.annotations if a.label in (TUMOR, EXCLUSION)]
-    name = corrections.source or "corrections"
-    if not anns:
-        raise InputError(f"{name}: no tumor and no not-tumor (exclusion) polygons to learn from")
-    w, h = slide.dimensions
-    on_slide = [a for a in anns if a.exterior[:, 0].max() > 0 and a.exterior[:, 1].max() > 0
-                and a.exterior[:, 0].min() < w and a.exterior[:, 1].min() < h]
-    if not on_slide:
-        raise InputError(f"{name}: none of its {len(anns)} polygons lies on {Path(slide.path).name} ({w} × {h} px); "
-                         f"is it the right slide?")
-    size = card.read_size
-    spec = PatchSpec(size=size, stride=max(1, size // 2), mpp=card.patch_mpp if slide.mpp else None,
-                     level=None if slide.mpp else 0, min_tissue=0.25, seed=config.seed)
-    tissue = tissue_for(slide, None)
-    plan = plan_patches(slide, spec, tissue_mask=tissue.mask, tissue_downsample=tissue.downsample,
-                        annotations=on_slide)
-    exclusions = [a for a in on_slide if a.label == EXCLUSION]
-    hard = (plan.labels == NORMAL) & _centres_in(exclusions, plan.x, plan.y, plan.box, slide.dimensions)
-    tumor = plan.labels == TUMOR
-    away = ~_centres_in(on_slide, plan.x, plan.y, plan.box, slide.dimensions, dilate=plan.box) & ~tumor & ~hard
-    rng = np.random.default_rng([config.seed, *Path(slide.path).name.encode()])
-
-    def sample(keep: np.ndarray, n: int):
-        idx = np.nonzero(keep)[0]
-        if len(idx) > n:
-            idx = np.sort(rng.choice(idx, n, replace=False))
-        chosen = np.zeros(len(plan), bool)
-        chosen[idx] = True
-        return plan.take(chosen)
-
-    return (sample(tumor, config.max_per_class), sample(hard, config.max_per_class),
-            sample(away, 2 * config.replay_per_slide))
 
 
 def _folder_sample(folder: Path, per_class: int, seed: int):
@@ -260,10 +181,6 @@ def _figures(table, model, card) -> dict[str, float]:
     return out
 
 
-def _model_id(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 def finetune(model: str | os.PathLike | None, corrections: Sequence[Corrections], output: str | os.PathLike,
              config: FinetuneConfig = FinetuneConfig(), *, progress: Callable[[str, dict], None] | None = None,
              cancel: threading.Event | None = None) -> FinetuneResult:
@@ -278,10 +195,8 @@ def finetune(model: str | os.PathLike | None, corrections: Sequence[Corrections]
     InputError
         A bad model, slide, corrections file or output; no patches of a class.
     """
-    from ..model import (BUNDLED_DIR, PatchTable, TrainConfig, load_model, read_patch_table, resolve_model,
-                         save_model, train)
-    from ..patches import export_patches
-    from ..wsi import open_slide
+    from ..inference import model_id
+    from ..model import BUNDLED_DIR, PatchTable, load_model, resolve_model, save_model
 
     start = time.monotonic()
     parent = resolve_model(model)
@@ -294,32 +209,7 @@ def finetune(model: str | os.PathLike | None, corrections: Sequence[Corrections]
     report = progress or (lambda stage, info: None)
     work = Path(tempfile.mkdtemp(prefix=".lymphmet-finetune-", dir=output.parent))
     try:
-        tables, replay_tables, used = [], [], []
-        for i, corr in enumerate(corrections):
-            with open_slide(corr.slide) as slide:
-                tumor, hard, elsewhere = correction_patches(slide, corr, card, config)
-                folder = work / f"slide{i}"
-                if len(tumor):
-                    export_patches([(slide, tumor)], folder / "tumor")
-                if len(hard):
-                    export_patches([(slide, hard)], folder / "hard")
-                if len(elsewhere):
-                    export_patches([(slide, elsewhere)], folder / "elsewhere")
-            report("patches", {"done": i + 1, "total": len(corrections)})
-            for part in ("tumor", "hard"):
-                if (folder / part / "patches.csv").exists():
-                    tables.append(read_patch_table([folder / part]))
-            if (folder / "elsewhere" / "patches.csv").exists():
-                # Replay: patches away from the corrections that the model already calls normal.
-                candidates = read_patch_table([folder / "elsewhere"])
-                agree = _scores(keras_model, card, candidates) < card.threshold
-                idx = np.nonzero(agree)[0][:config.replay_per_slide]
-                if len(idx):
-                    sample = candidates.subset(idx)
-                    replay_tables.append(PatchTable(sample.paths, np.zeros(len(idx), np.int64), sample.slides,
-                                                    sample.mpp))
-            used.append({"slide": Path(corr.slide).name, "file": corr.source, **corr.counts(),
-                         "tumor_patches": len(tumor), "not_tumor_patches": len(hard)})
+        tables, replay_tables, used = _gather(corrections, keras_model, card, config, work, report)
         folders = [Path(p) for p in config.replay]
         if not folders and parent.parent.resolve() == BUNDLED_DIR.resolve() and bundled_training_data() is not None:
             folders = [bundled_training_data()]
@@ -334,34 +224,40 @@ def finetune(model: str | os.PathLike | None, corrections: Sequence[Corrections]
             if n < config.few:
                 notes.append(f"only {n} {label.replace('_', '-')} patches come from the corrections; "
                              f"outline more (at least {config.few}) for a reliable change")
-        replay = _concat(replay_tables)
+        replay = PatchTable.concat(replay_tables)
         rng = np.random.default_rng(config.seed)
         replay_train, replay_val = _hold_out(replay, rng)
-        fixes = _concat(tables)
+        fixes = PatchTable.concat(tables)
         fixes_train, fixes_val = _hold_out(fixes, rng) if len(fixes) >= 40 else (fixes, None)
-        train_table = _concat([fixes_train, replay_train])
+        train_table = PatchTable.concat([fixes_train, replay_train])
         counts["replay"] = len(replay) if replay is not None else 0
-        if len(np.unique(train_table.labels)) < 2:
+        if config.epochs and len(np.unique(train_table.labels)) < 2:
             raise InputError("the corrections and replay give patches of one class only; outline tumor too, or give "
                              "--replay with labelled patches of both classes")
         before = _figures(replay_val, keras_model, card)
         fixed_before = _figures(fixes_val, keras_model, card)
-        candidate = work / "candidate.keras"
-        # Validation is the held-out replay and corrections together: training keeps its best epoch there
-        # and picks the new model's threshold there, as lymphmet train does on validation slides.
-        # Fine-tuning on hard negatives of a new stain shifts every score, so the parent's threshold no
-        # longer fits; the corrections' own patches are the new stain. One class only: the parent's threshold.
-        val_table = _concat([replay_val, fixes_val])
-        two_classes = val_table is not None and len(np.unique(val_table.labels)) == 2
-        trained = train(train_table, val_table if two_classes else None, candidate,
-                        TrainConfig(weights=str(parent), epochs=config.epochs, batch_size=config.batch_size,
-                                    learning_rate=config.learning_rate, seed=config.seed),
-                        progress=lambda info: report("train", info), cancel=cancel)
-        cancelled = trained.cancelled
-        new_model, new_card = load_model(candidate)
+        if config.epochs:
+            trained = _train(parent, train_table, PatchTable.concat([replay_val, fixes_val]),
+                             work / "candidate.keras", config, report, cancel)
+            new_model, new_card = load_model(trained.path)
+            epochs_run, cancelled = trained.epochs_run, trained.cancelled
+        else:  # a threshold for these slides on the parent's weights
+            new_model, new_card, epochs_run, cancelled = keras_model, card, 0, False
         report("score", {})
         after = _figures(replay_val, new_model, new_card)
         fixed_after = _figures(fixes_val, new_model, new_card)
+        chosen = corrections_threshold(*_peaks(corrections, new_model, new_card), new_card.threshold,
+                                       lesion_margin=config.lesion_margin)
+        threshold = {"validation": round(float(new_card.threshold), 6), **chosen.as_dict()}
+        if config.threshold_from == "validation":
+            threshold.update(threshold=threshold["validation"], source="validation")
+        elif chosen.source != "corrections":
+            notes.append("no lesion is outlined as tumor, so nothing shows how high a threshold is safe; kept the "
+                         "validation threshold")
+        elif chosen.kept:
+            notes.append(f"{chosen.kept} marked false positive(s) still reach the threshold: they score above, or "
+                         f"within {config.lesion_margin:g} logit of, the faintest marked lesion, and lesions come "
+                         "first")
         worse = [k for k in ("accuracy", "auc") if k in before and k in after
                  and after[k] < before[k] - config.margin]
         accepted = not worse and not cancelled
@@ -374,25 +270,80 @@ def finetune(model: str | os.PathLike | None, corrections: Sequence[Corrections]
         path = None
         if accepted:
             extra = dict(new_card.extra)
-            extra["parent"] = {"model": parent.name, "id": _model_id(parent), "threshold": card.threshold,
+            extra["parent"] = {"model": parent.name, "id": model_id(parent), "threshold": card.threshold,
                                "validation": dict(card.validation) if card.validation else None}
-            extra["finetune"] = {"corrections": used, "patches": counts, "epochs": trained.epochs_run,
+            extra["finetune"] = {"corrections": used, "patches": counts, "epochs": epochs_run,
                                  "margin": config.margin, "replay": {"before": before, "after": after},
-                                 "corrections_held_out": {"before": fixed_before, "after": fixed_after}}
-            path = save_model(new_model, output, replace(new_card, extra=extra))
-        return FinetuneResult(path, accepted, parent, counts, trained.epochs_run, time.monotonic() - start, before,
+                                 "corrections_held_out": {"before": fixed_before, "after": fixed_after},
+                                 "threshold": threshold}
+            new_card = replace(new_card, threshold=float(threshold["threshold"]), extra=extra)
+            path = save_model(new_model, output, new_card)
+        return FinetuneResult(path, accepted, parent, counts, epochs_run, time.monotonic() - start, before,
                               after, tuple(notes), cancelled, new_card, tuple(used),
-                              {"before": fixed_before, "after": fixed_after})
+                              {"before": fixed_before, "after": fixed_after}, threshold)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _concat(tables: list):
-    from ..model import PatchTable
+def _gather(corrections: Sequence[Corrections], keras_model, card, config: FinetuneConfig, work: Path,
+            report: Callable[[str, dict], None]):
+    """Export every slide's correction patches: ``(tables, replay tables, per-slide facts)``."""
+    from ..model import PatchTable, read_patch_table
+    from ..patches import export_patches
+    from ..wsi import open_slide
 
-    tables = [t for t in tables if t is not None and len(t)]
-    if not tables:
-        return None
-    mpps = {t.mpp for t in tables}
-    return PatchTable(np.concatenate([t.paths for t in tables]), np.concatenate([t.labels for t in tables]),
-                      np.concatenate([t.slides for t in tables]), mpps.pop() if len(mpps) == 1 else None)
+    tables, replay_tables, used = [], [], []
+    for i, corr in enumerate(corrections):
+        folder = work / f"slide{i}"
+        with open_slide(corr.slide) as slide:
+            tumor, hard, elsewhere = correction_patches(slide, corr, card, per_class=config.max_per_class,
+                                                        elsewhere=2 * config.replay_per_slide, seed=config.seed)
+            for part, plan in (("tumor", tumor), ("hard", hard), ("elsewhere", elsewhere)):
+                if len(plan):
+                    export_patches([(slide, plan)], folder / part)
+        report("patches", {"done": i + 1, "total": len(corrections)})
+        for part in ("tumor", "hard"):
+            if (folder / part / "patches.csv").exists():
+                tables.append(read_patch_table([folder / part]))
+        if (folder / "elsewhere" / "patches.csv").exists():
+            # Replay: patches away from the corrections that the model already calls normal.
+            candidates = read_patch_table([folder / "elsewhere"])
+            agree = _scores(keras_model, card, candidates) < card.threshold
+            idx = np.nonzero(agree)[0][:config.replay_per_slide]
+            if len(idx):
+                sample = candidates.subset(idx)
+                replay_tables.append(PatchTable(sample.paths, np.zeros(len(idx), np.int64), sample.slides,
+                                                sample.mpp))
+        used.append({"slide": Path(corr.slide).name, "file": corr.source, **corr.counts(),
+                     "tumor_patches": len(tumor), "not_tumor_patches": len(hard)})
+    return tables, replay_tables, used
+
+
+def _peaks(corrections: Sequence[Corrections], model, card) -> tuple[list[float], list[float]]:
+    """``(lesion peaks, false-positive peaks)``: each outline's highest heatmap value under ``model``."""
+    from ..wsi import open_slide
+
+    lesions: list[float] = []
+    false_positives: list[float] = []
+    for corr in corrections:
+        with open_slide(corr.slide) as slide:
+            for label, peaks in ((TUMOR, lesions), (EXCLUSION, false_positives)):
+                polygons = [a for a in corr.annotations if a.label == label]
+                peaks.extend(region_peaks(slide, model, card, polygons).tolist())
+    return lesions, false_positives
+
+
+def _train(parent: Path, train_table, val_table, candidate: Path, config: FinetuneConfig, report, cancel):
+    """Fine-tune ``parent`` from its weights; the held-out replay and corrections are its validation.
+
+    Training keeps its best epoch there and picks the validation threshold
+    there, as ``lymphmet train`` does on validation slides. One class only:
+    the parent's threshold.
+    """
+    from ..model import TrainConfig, train
+
+    two_classes = val_table is not None and len(np.unique(val_table.labels)) == 2
+    return train(train_table, val_table if two_classes else None, candidate,
+                 TrainConfig(weights=str(parent), epochs=config.epochs, batch_size=config.batch_size,
+                             learning_rate=config.learning_rate, seed=config.seed),
+                 progress=lambda info: report("train", info), cancel=cancel)

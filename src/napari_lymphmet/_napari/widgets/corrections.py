@@ -5,7 +5,9 @@ detection and pressing **N** outlines its region as *not tumor*; *draw as
 tumor* outlines missed tumor. *Retrain with corrections* fine-tunes the run's
 model (:func:`napari_lymphmet.workflows.finetune`) in a worker, saves it as a
 new version in the plugin's cache folder, and re-predicts the slide into the
-same heatmap layer.
+same heatmap layer. The new version's detection threshold sits between the
+outlined lesions' and false positives' scores; with 0 epochs that is all
+that changes, and the heatmap stays.
 """
 
 from __future__ import annotations
@@ -183,6 +185,7 @@ class CorrectionsPanel(Container):
         self._detect._job = Job("Retraining", buttons=buttons, report=self._warn)
 
         def work(job: Job):
+            keep_weights = config.epochs == 0  # the heatmap stands; only the threshold moves
             def progress(stage: str, info: dict) -> None:
                 if stage == "train" and "batch" in info:
                     job.step((info["epoch"]) * info["batches"] + info["batch"], info["epochs"] * info["batches"])
@@ -191,30 +194,34 @@ class CorrectionsPanel(Container):
             if not tuned.accepted or job.cancelled.is_set():
                 return tuned, None
             model, card = load_model(tuned.path)
+            if keep_weights:
+                return tuned, (run["heatmap"], card)
             with slide_of(image) as slide:
                 steps = iter_predict(slide, model, card, tissue_mask=run["tissue"].mask,
                                      tissue_downsample=run["tissue"].downsample, cancel=job.cancelled)
                 result = yield from follow(steps, job, lambda item: item[1:])
-            return tuned, (result, card)
+            return tuned, (result.heatmap, card)
 
         def finished(outcome) -> None:
             tuned, predicted = outcome
             if predicted is None:
                 self._warn("; ".join(tuned.warnings) or "retraining cancelled; the model is unchanged")
                 return
-            result, card = predicted
+            heatmap, card = predicted
             with slide_of(image) as slide:
-                self._detect._show_heatmap(slide, result.heatmap, run["downsample"])
-                self._detect.detections = detect(result.heatmap, run["downsample"], threshold=card.threshold)
+                self._detect._show_heatmap(slide, heatmap, run["downsample"])
+                self._detect.detections = detect(heatmap, run["downsample"], threshold=card.threshold)
                 self._detect._add_points(slide, self._detect.detections)
-            self._detect._run.update(model=tuned.path, card=card, heatmap=result.heatmap)
+            self._detect._run.update(model=tuned.path, card=card, heatmap=heatmap)
             self._detect.model_file.value = str(tuned.path)
             before, after = tuned.before.get("accuracy"), tuned.after.get("accuracy")
             check = f"; replay accuracy {before:.3f} → {after:.3f}" if before is not None else ""
             notes = f" ({'; '.join(tuned.warnings)})" if tuned.warnings else ""
+            threshold = (f"threshold {run['card'].threshold:.3f} → {card.threshold:.3f} "
+                         f"(from the {tuned.threshold.get('source', 'validation')})")
             self._report(f"retrained on {tuned.patches['tumor']} tumor and {tuned.patches['not_tumor']} not-tumor "
-                         f"patches in {tuned.seconds:.0f} s{check}: saved {tuned.path.name}; slide score "
-                         f"{slide_score(result.heatmap):.3f}, {len(self._detect.detections)} detections{notes}")
+                         f"patches in {tuned.seconds:.0f} s{check}: saved {tuned.path.name}; {threshold}; slide "
+                         f"score {slide_score(heatmap):.3f}, {len(self._detect.detections)} detections{notes}")
 
         def update(item) -> None:
             self._show_heatmap_data(item[0])
