@@ -17,7 +17,8 @@ from ..errors import InputError
 from ..wsi import Slide
 from .layers import mask_geometry, shapes_layer_data, slide_scale
 
-__all__ = ["heatmap_layer_data", "is_results_folder", "mask_layer_data", "results_folder", "results_layer_data"]
+__all__ = ["detections_layer_data", "heatmap_layer_data", "is_results_folder", "mask_layer_data", "results_folder",
+           "results_layer_data"]
 
 
 def results_folder(path: str | Path) -> Path | None:
@@ -41,6 +42,15 @@ def heatmap_layer_data(heatmap: np.ndarray, slide: Slide, downsample: float, *, 
                      "scale": scale, "translate": translate, "blending": "translucent",
                      "metadata": {"kind": "heatmap", "slide": slide.path, "downsample": downsample,
                                   "source": source}}, "image"
+
+
+def detections_layer_data(detections: np.ndarray, slide: Slide, *, name: str, source: str | None = None) -> tuple:
+    """``(data, kwargs, "points")``: ``(N, 3)`` ``(confidence, x, y)`` detections as yellow rings on the slide."""
+    points = detections[:, [2, 1]] - 0.5 if len(detections) else np.zeros((0, 2))  # pixel centres, (row, col)
+    return points, {"name": name, "scale": slide_scale(slide), "size": max(slide.dimensions) / 60,
+                    "face_color": "transparent", "border_color": "yellow", "border_width": 0.15,
+                    "features": {"confidence": detections[:, 0] if len(detections) else np.zeros(0)},
+                    "metadata": {"kind": "detections", "source": source}}, "points"
 
 
 def results_layer_data(folder: str | Path, slide: Slide) -> list[tuple]:
@@ -67,12 +77,8 @@ def results_layer_data(folder: str | Path, slide: Slide) -> list[tuple]:
     detections_file = folder / "detections.csv"
     if detections_file.is_file():
         detections = read_detections(detections_file, dimensions=slide.dimensions)
-        points = detections[:, [2, 1]] - 0.5 if len(detections) else np.zeros((0, 2))
-        layers.append((points, {"name": f"Detections ({label})", "scale": slide_scale(slide),
-                                "size": max(slide.dimensions) / 60, "face_color": "transparent",
-                                "border_color": "yellow", "border_width": 0.15,
-                                "features": {"confidence": detections[:, 0] if len(detections) else np.zeros(0)},
-                                "metadata": {"kind": "detections", "source": str(detections_file)}}, "points"))
+        layers.append(detections_layer_data(detections, slide, name=f"Detections ({label})",
+                                            source=str(detections_file)))
     regions_file = folder / "tumor_regions.xml"
     if regions_file.is_file():
         regions = read_asap_xml(regions_file)

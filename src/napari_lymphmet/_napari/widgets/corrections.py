@@ -183,9 +183,10 @@ class CorrectionsPanel(Container):
         corrections = [Corrections(image.metadata["path"], tuple(anns), source="Corrections layer")]
         buttons = (self.retrain_button, self._detect.cancel_button)
         self._detect._job = Job("Retraining", buttons=buttons, report=self._warn)
+        slide = slide_of(image)  # this job's: closed when it ends, however it ends
+        keep_weights = config.epochs == 0  # the heatmap stands; only the threshold moves
 
         def work(job: Job):
-            keep_weights = config.epochs == 0  # the heatmap stands; only the threshold moves
             def progress(stage: str, info: dict) -> None:
                 if stage == "train" and "batch" in info:
                     job.step((info["epoch"]) * info["batches"] + info["batch"], info["epochs"] * info["batches"])
@@ -196,10 +197,9 @@ class CorrectionsPanel(Container):
             model, card = load_model(tuned.path)
             if keep_weights:
                 return tuned, (run["heatmap"], card)
-            with slide_of(image) as slide:
-                steps = iter_predict(slide, model, card, tissue_mask=run["tissue"].mask,
-                                     tissue_downsample=run["tissue"].downsample, cancel=job.cancelled)
-                result = yield from follow(steps, job, lambda item: item[1:])
+            steps = iter_predict(slide, model, card, tissue_mask=run["tissue"].mask,
+                                 tissue_downsample=run["tissue"].downsample, cancel=job.cancelled)
+            result = yield from follow(steps, job, lambda item: item[1:])
             return tuned, (result.heatmap, card)
 
         def finished(outcome) -> None:
@@ -208,10 +208,9 @@ class CorrectionsPanel(Container):
                 self._warn("; ".join(tuned.warnings) or "retraining cancelled; the model is unchanged")
                 return
             heatmap, card = predicted
-            with slide_of(image) as slide:
-                self._detect._show_heatmap(slide, heatmap, run["downsample"])
-                self._detect.detections = detect(heatmap, run["downsample"], threshold=card.threshold)
-                self._detect._add_points(slide, self._detect.detections)
+            self._detect._show_heatmap(slide, heatmap, run["downsample"])
+            self._detect.detections = detect(heatmap, run["downsample"], threshold=card.threshold)
+            self._detect._add_points(slide, self._detect.detections)
             self._detect._run.update(model=tuned.path, card=card, heatmap=heatmap)
             self._detect.model_file.value = str(tuned.path)
             before, after = tuned.before.get("accuracy"), tuned.after.get("accuracy")
@@ -223,12 +222,6 @@ class CorrectionsPanel(Container):
                          f"patches in {tuned.seconds:.0f} s{check}: saved {tuned.path.name}; {threshold}; slide "
                          f"score {slide_score(heatmap):.3f}, {len(self._detect.detections)} detections{notes}")
 
-        def update(item) -> None:
-            self._show_heatmap_data(item[0])
-
-        outcome = self._detect._job.run(work, on_update=update, on_done=finished, block=block)
+        outcome = self._detect._job.run(work, on_update=lambda item: self._detect._show_heatmap(
+            slide, item[0], run["downsample"]), on_done=finished, on_finally=slide.close, block=block)
         return outcome
-
-    def _show_heatmap_data(self, heatmap: np.ndarray) -> None:
-        if self._detect.heatmap_layer is not None and self._detect.heatmap_layer in self._viewer.layers:
-            self._detect.heatmap_layer.data = heatmap.copy()

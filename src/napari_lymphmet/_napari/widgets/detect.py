@@ -179,15 +179,12 @@ class DetectWidget(PluginWidget):
         return self.heatmap_layer
 
     def _add_points(self, slide, detections: np.ndarray) -> None:
-        from ..layers import slide_scale
+        from ..results import detections_layer_data
 
         if self.points_layer is not None and self.points_layer in self._viewer.layers:
             self._viewer.layers.remove(self.points_layer)
-        points = detections[:, [2, 1]] - 0.5 if len(detections) else np.zeros((0, 2))
-        self.points_layer = self._viewer.add_points(
-            points, name="Detections", scale=slide_scale(slide), size=max(slide.dimensions) / 60,
-            face_color="transparent", border_color="yellow", border_width=0.15,
-            features={"confidence": detections[:, 0] if len(detections) else np.zeros(0)})
+        points, kwargs, _ = detections_layer_data(detections, slide, name="Detections")
+        self.points_layer = self._viewer.add_points(points, **kwargs)
         self.points_layer.bind_key("n", lambda _layer: self.corrections.mark_not_tumor(), overwrite=True)
         self.found.reset_choices()
 
