@@ -4,19 +4,19 @@ Corrections (:mod:`.corrections`) are polygons on a slide: ``tumor``
 (missed tumor, or lesions to keep) and ``exclusion`` ("not tumor": false
 positives). From them come patches at the model's own mpp and patch size:
 tumor patches from tumor polygons, hard negatives from exclusion polygons.
-A replay sample keeps the
-model from forgetting what it knew: patches of the same slides, away from
-every correction, that the model already calls normal, and, for the bundled
-model, a sample of its training data when it is on disk (or any labelled
-folder given as ``replay``).
+A replay sample keeps the model from forgetting what it knew: patches of
+the same slides, away from every correction, that the model already calls
+normal, and, for the bundled model, a sample of its training data when it
+is on disk (or any labelled folder given as ``replay``).
 
 A quarter of the replay sample is held out. The model is scored on it
 before and after; a new model more than ``margin`` worse there is not saved.
 When it holds both classes, training also keeps its best epoch on it and
 sets the model's validation threshold there. The detection threshold the new
 model ships with is then read off the corrections themselves (the marked
-lesions' and false positives' peak scores, :func:`.corrections_threshold`):
-a new lab's stain shifts scores more than ten outlines can retrain away.
+lesions' and false positives' peak heatmap values,
+:func:`.corrections_threshold`): a new lab's stain shifts scores more than
+ten outlines can retrain away (docs/performance.md).
 ``epochs=0`` does only that: the parent's weights with a threshold for
 these slides, in seconds.
 
