@@ -106,9 +106,9 @@ def polygon_cells(grid: HeatmapGrid, exterior: np.ndarray) -> np.ndarray:
 def score_cells(slide: Slide, model: Any, card: ModelCard, grid: HeatmapGrid, cells: np.ndarray, *,
                 batch_size: int = 64) -> np.ndarray:
     """``(N,)``: the heatmap's values at ``(row, col)`` cells, read and predicted as a whole-slide run does."""
-    from ..model import predict_prepared, prepare_batch
+    from ..model import predict_patches
 
-    out = [predict_prepared(model, prepare_batch(_read_batch(slide, grid, batch), card))
+    out = [predict_patches(model, card, _read_batch(slide, grid, batch))
            for batch in batches_of(np.asarray(cells), batch_size)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 

@@ -244,8 +244,10 @@ def finetune(model: str | os.PathLike | None, corrections: Sequence[Corrections]
         else:  # a threshold for these slides on the parent's weights
             new_model, new_card, epochs_run, cancelled = keras_model, card, 0, False
         report("score", {})
-        after = _figures(replay_val, new_model, new_card)
-        fixed_after = _figures(fixes_val, new_model, new_card)
+        if config.epochs:
+            after, fixed_after = _figures(replay_val, new_model, new_card), _figures(fixes_val, new_model, new_card)
+        else:  # the same weights: nothing to score again
+            after, fixed_after = before, fixed_before
         chosen = corrections_threshold(*_peaks(corrections, new_model, new_card), new_card.threshold,
                                        lesion_margin=config.lesion_margin)
         threshold = {"validation": round(float(new_card.threshold), 6), **chosen.as_dict()}
