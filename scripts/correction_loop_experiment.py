@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,52 +32,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _mosaic import write_mosaic_slide  # noqa: E402 (after the path it needs)
+
 SIDE = 27  # patches per slide side
-LESIONS = [(3, 3), (4, 4), (3, 4)]  # rows × cols of tumor patches
-PATCH = 96
-MPP = 0.972
-
-
-def restain(image: np.ndarray, h: float = 1.35, e: float = 0.7) -> np.ndarray:
-    from skimage.color import hed2rgb, rgb2hed
-
-    hed = rgb2hed(image)
-    hed[..., 0] *= h
-    hed[..., 1] *= e
-    return (np.clip(hed2rgb(hed), 0, 1) * 255).round().astype(np.uint8)
-
-
-def make_slide(path: Path, normal: list[Path], tumor: list[Path], seed: int) -> list[np.ndarray]:
-    """Write a mosaic slide; returns its lesions as level-0 (x, y) squares."""
-    from skimage.io import imread
-
-    from napari_lymphmet.annotations import write_asap_xml
-    from napari_lymphmet.wsi import write_pyramid_tiff
-
-    rng = np.random.default_rng(seed)
-    is_tumor = np.zeros((SIDE, SIDE), bool)
-    lesions = []
-    corners = [(4, 4), (14, 18), (20, 6)]
-    for (r0, c0), (h, w) in zip(corners, LESIONS):
-        is_tumor[r0:r0 + h, c0:c0 + w] = True
-        lesions.append(np.array([[c0, r0], [c0 + w, r0], [c0 + w, r0 + h], [c0, r0 + h]], np.float64) * PATCH)
-    image = np.zeros((SIDE * PATCH, SIDE * PATCH, 3), np.uint8)
-    nt, nn = iter(tumor), iter(normal)
-    for r in range(SIDE):
-        for c in range(SIDE):
-            patch = imread(next(nt) if is_tumor[r, c] else next(nn))[..., :3]
-            patch = np.rot90(patch, int(rng.integers(4)))
-            image[r * PATCH:(r + 1) * PATCH, c * PATCH:(c + 1) * PATCH] = restain(patch)
-
-    def render(x: int, y: int, w: int, h: int) -> np.ndarray:
-        out = np.full((h, w, 3), 240, np.uint8)
-        part = image[y:y + h, x:x + w]
-        out[:part.shape[0], :part.shape[1]] = part
-        return out
-
-    write_pyramid_tiff(path, render, image.shape[1], image.shape[0], mpp=MPP, tile=256, min_size=256)
-    write_asap_xml(path.with_suffix(".xml"), lesions, group="Tumor")
-    return lesions
+LESIONS = [(4, 4, 3, 3), (14, 18, 4, 4), (20, 6, 3, 4)]  # row, col, rows, cols of tumor patches
+STAIN = (1.35, 0.7)  # haematoxylin stronger, eosin paler
 
 
 def predict(slide_path: Path, model) -> tuple[np.ndarray, float, object]:
@@ -139,7 +100,8 @@ def main() -> None:
     for name, (ns, ts, seed) in {"A": (normal[:half_n], tumor[:half_t], 1),
                                  "B": (normal[half_n:], tumor[half_t:], 2)}.items():
         path = args.out / f"restained_{name}.tif"
-        slides[name] = (path, make_slide(path, ns, ts, seed))
+        slides[name] = (path, write_mosaic_slide(path, iter(ns), iter(ts), side=SIDE, lesions=LESIONS, seed=seed,
+                                                 stain=STAIN))
 
     report = {}
     base = {}

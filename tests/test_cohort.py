@@ -185,3 +185,15 @@ def test_slides_widget_lists_sorts_opens_and_predicts_all(make_napari_viewer, co
     assert all(scores[n] is not None for n in ("node_a", "node_b", "node_c", "node_d"))
     widget.sort_by("score")
     assert widget.names()[-1] == "broken" and set(widget.names()[:2]) == {"node_a", "node_b"}
+
+
+def test_evaluate_reads_a_cohort_predicted_in_one_go(cohort, cohort_predicted, capsys):
+    # predict over a folder writes slides.csv beside the slides' subfolders: it is not a detections file.
+    out, _, _, _ = cohort_predicted
+    code, summary, err = run_main(capsys, "evaluate", "--detections", str(out), "--truth", str(cohort),
+                                  "--slides", str(cohort))
+    assert code == 0, err
+    assert sorted(s["slide"] for s in summary["per_slide"]) == ["node_a", "node_b", "node_c", "node_d"]
+    # Five small lesions on node_a and node_b; near ones merge and the smallest are ITCs (not scored).
+    assert summary["lesions"] >= 1 and summary["lesions"] + summary["itc_lesions"] >= 4
+    assert summary["slide_auc"] == 1.0 and summary["tp"] >= 1

@@ -212,8 +212,9 @@ def _find_detections(root: Path) -> dict[str, Path]:
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         if (sub / "detections.csv").exists():
             found[sub.name] = sub / "detections.csv"
-    for csv_file in sorted(root.glob("*.csv")):
-        found.setdefault(csv_file.stem, csv_file)
+    if not found:  # else the top-level CSVs are predict's cohort table (slides.csv), not detections
+        for csv_file in sorted(root.glob("*.csv")):
+            found[csv_file.stem] = csv_file
     if (root / "detections.csv").exists() and not found:
         found[root.name] = root / "detections.csv"
     return found
