@@ -11,7 +11,7 @@ default), and scored with ``lymphmet evaluate``. Printed as JSON:
 - slide scores, and whether every tumor slide ranks above every tumor-free one;
 - lesions detected, false-positive detections per slide, lesion FROC.
 
-    python benchmarks/mosaic_slides.py [--stain 1.35 0.7] [--model NAME] [--out DIR]
+    python benchmarks/mosaic_slides.py [--stain 1.35 0.7] [--smooth 0] [--model NAME] [--out DIR]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a .keras file or bundled name (default: none given)")
     parser.add_argument("--stain", type=float, nargs=2, default=None, metavar=("H", "E"),
                         help="re-stain every slide: haematoxylin and eosin factors")
+    parser.add_argument("--smooth", default=None, help="passed to predict (patch widths; 0: detect on the raw heatmap)")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "lymphmet-mosaic-slides")
     args = parser.parse_args()
 
@@ -85,6 +86,8 @@ def main() -> None:
     predict = ["predict", *sorted(str(p) for p in slides_dir.glob("*.tif")), "-o", str(out)]
     if args.model:
         predict += ["--model", args.model]
+    if args.smooth is not None:
+        predict += ["--smooth", args.smooth]
     lymphmet(*predict)
     summary = lymphmet("evaluate", "--detections", str(out), "--truth", str(truth_dir), "--slides", str(slides_dir))
     scores = {name: json.loads((out / name / "heatmap.json").read_text())["slide_score"] for name in truth}
@@ -94,6 +97,7 @@ def main() -> None:
     print(json.dumps({
         "model": args.model or "(default)",
         "stain": args.stain,
+        "smooth": args.smooth or "default",
         "slides": f"{len(truth)} at 0.243 µm/px, {SIDE * PATCH * UPSAMPLE} px square",
         "heatmap_auc": round(heatmap_auc(out, truth), 4),
         "slide_scores": {k: round(v, 4) for k, v in scores.items()},

@@ -57,9 +57,10 @@ def score(heatmap: np.ndarray, D: float, threshold: float, lesions: list[np.ndar
     from scipy import ndimage
 
     from napari_lymphmet.annotations import TUMOR, Annotation, rasterize
-    from napari_lymphmet.inference import detect
+    from napari_lymphmet.inference import DETECTION_SMOOTHING, detect
 
-    points = detect(heatmap, D, threshold=threshold)
+    # A cell is one patch here (stride = patch size), so the smoothing in cells is in patch widths.
+    points = detect(heatmap, D, threshold=threshold, smooth=DETECTION_SMOOTHING)
     found, fps = set(), []
     for p, x, y in points:
         hit = False

@@ -11,7 +11,7 @@ import pytest
 from napari_lymphmet import open_slide
 from napari_lymphmet.annotations import TUMOR, Annotation, rasterize, read_asap_xml
 from napari_lymphmet.evaluation import roc_auc
-from napari_lymphmet.inference import grid_for, predict_slide, read_heatmap
+from napari_lymphmet.inference import DETECTION_SMOOTHING, grid_for, predict_slide, read_heatmap, smooth_heatmap
 from napari_lymphmet.model import load_model
 from napari_lymphmet.tissue import tissue_mask
 
@@ -26,6 +26,22 @@ def _predict(slide_path, model_path, **options):
         mask = tissue_mask(slide)
         return predict_slide(slide, model, meta, tissue_mask=mask.mask, tissue_downsample=mask.downsample,
                              **options)
+
+
+def test_smoothed_detection_drops_a_lone_cell_and_keeps_a_lesion():
+    from napari_lymphmet.inference import detect, tumor_regions
+
+    heatmap = np.zeros((20, 20), np.float32)
+    heatmap[3, 3] = 0.9  # one patch's false alarm
+    heatmap[10:13, 10:14] = 0.9  # a lesion three patches by four
+    raw = detect(heatmap, 100, threshold=0.5)
+    smoothed = detect(heatmap, 100, threshold=0.5, smooth=1.0)
+    assert len(raw) == 2 and len(tumor_regions(heatmap, 100, threshold=0.5)) == 2
+    (region,) = tumor_regions(heatmap, 100, threshold=0.5, smooth=1.0)  # the lesion's, at its full extent
+    assert len(smoothed) == 1 and region.cells == 12 and region.probability_max == pytest.approx(0.9)
+    confidence, x, y = smoothed[0]
+    assert 1000 <= x < 1400 and 1000 <= y < 1300 and 0.5 < confidence < 0.9
+    assert np.array_equal(detect(heatmap, 100, threshold=0.5, smooth=0), raw)
 
 
 def test_heatmap_separates_true_tumor_cells_and_top_detection_is_in_a_lesion(synthetic_model):
@@ -120,13 +136,17 @@ def test_an_outline_s_peak_is_the_heatmap_s_highest_value_inside_it(synthetic_mo
                 square(1e6, 1e6, 500)]  # off the slide
     model, card = load_model(model_path)
     with open_slide(path) as slide:
-        peaks = region_peaks(slide, model, card, outlines)
-    expected = [heatmap[int((cy - 500) / D + 0.5):int((cy + 500) / D + 0.5),
-                        int((cx - 500) / D + 0.5):int((cx + 500) / D + 0.5)].max(),
-                heatmap[int(1200 / D + 0.5):int(1900 / D + 0.5), int(800 / D + 0.5):int(1500 / D + 0.5)].max(),
-                heatmap[int((cy + 30) // D), int((cx + 30) // D)]]
-    np.testing.assert_allclose(peaks[:3], expected, atol=1e-5)
-    assert peaks[0] > 0.5 > peaks[1] and np.isnan(peaks[3])
+        raw = region_peaks(slide, model, card, outlines, smooth=0)
+        smoothed = region_peaks(slide, model, card, outlines)  # as predict detects: on the smoothed map
+    # Detection's map over the whole slide; the cells here are one patch wide, so sigma is one cell.
+    whole = smooth_heatmap(heatmap, DETECTION_SMOOTHING)
+    for peaks, values in ((raw, heatmap), (smoothed, whole)):
+        expected = [values[int((cy - 500) / D + 0.5):int((cy + 500) / D + 0.5),
+                           int((cx - 500) / D + 0.5):int((cx + 500) / D + 0.5)].max(),
+                    values[int(1200 / D + 0.5):int(1900 / D + 0.5), int(800 / D + 0.5):int(1500 / D + 0.5)].max(),
+                    values[int((cy + 30) // D), int((cx + 30) // D)]]
+        np.testing.assert_allclose(peaks[:3], expected, atol=1e-5)
+        assert peaks[0] > 0.5 > peaks[1] and np.isnan(peaks[3])
 
 
 def test_interrupted_run_resumes_and_ends_identical(synthetic_model, tmp_path):
@@ -200,6 +220,16 @@ def test_cli_predict_writes_the_outputs(synthetic_model, tmp_path, capsys):
     assert conf == sorted(conf, reverse=True) and s["n_detections"] == len(rows)
     assert 0 <= s["slide_score"] <= 1 and s["patches_per_second"] > 0
     assert not list((tmp_path / "out").glob(".*partial*"))
+    # Detections come from the heatmap smoothed by one patch width (a cell here); --smooth 0 keeps it raw.
+    assert info["detection_smoothing"] == {"patches": 1.0, "sigma_cells": 1.0}
+    code, raw, err = run_main(capsys, "predict", str(slide_path), "--model", str(model_path), "--smooth", "0",
+                              "-o", str(tmp_path / "raw"))
+    assert code == 0, err
+    assert raw["slides"][0]["n_detections"] >= s["n_detections"]
+    with pytest.raises(SystemExit) as exited:  # argparse's own exit, with its usage line
+        run_main(capsys, "predict", str(slide_path), "--smooth", "-1", "-o", str(tmp_path / "bad"))
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "--smooth: expected a number ≥ 0, got '-1'" in err and "Traceback" not in err
 
 
 def _lesions_hit(result, lesions) -> set[int]:

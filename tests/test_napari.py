@@ -342,6 +342,12 @@ def test_detect_widget_one_click_heatmap_and_detections(make_napari_viewer, synt
     shot = viewer.screenshot(canvas_only=True)
     assert shot[..., :3].std() > 10  # the heatmap is drawn
     assert DetectWidget._last_model() == str(model_path)  # remembered for next time
+    # Detections come from the heatmap smoothed by a patch width; at 0 the raw map's lone bright cells
+    # (the synthetic slide's pen and dust) are detected too, at once, without predicting again.
+    smoothed = len(widget.detections)
+    widget.smoothing.value = 0
+    assert len(widget.detections) > smoothed and len(widget.points_layer.data) == len(widget.detections)
+    assert "detections at smoothing 0" in widget.status.value
 
 
 @pytest.mark.tf
@@ -441,6 +447,7 @@ def test_correct_and_retrain_loop_lowers_the_marked_false_positive(make_napari_v
     viewer.open(str(slide_path), plugin="napari-lymphmet")
     widget = open_widget(viewer, "Detect metastases")
     widget.model_file.value = model_path
+    widget.smoothing.value = 0  # the raw heatmap: the synthetic pen and dust are one-cell false positives to mark
     heat = widget.run()
     corrections = widget.corrections.layer
     assert corrections is not None and corrections.name == "Corrections" and len(corrections.data) == 0

@@ -7,6 +7,7 @@ import argparse
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,8 @@ def _finetune(args: argparse.Namespace) -> dict[str, Any] | tuple[dict[str, Any]
     config = FinetuneConfig(epochs=args.epochs, batch_size=args.batch_size, margin=args.margin,
                             replay=tuple(args.replay), max_per_class=args.max_patches,
                             replay_data=args.replay_patches, threshold_from=args.threshold_from)
+    if args.smooth is not None:
+        config = replace(config, smooth=args.smooth)
     meter = _Progress("finetune", quiet=args.quiet)
 
     def progress(stage: str, state: dict) -> None:

@@ -22,6 +22,22 @@ def _saturation(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number in [0, 1], got {text!r}") from None
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}")
+    return value
+
+
+def _smooth_option(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--smooth", type=_non_negative, default=None, metavar="PATCHES",
+                   help=(what + ": " if what else "") + "detect on the heatmap smoothed by a Gaussian this many patch "
+                        "widths wide, so a lone false alarm fades and a lesion stays (default 1; 0: the raw heatmap)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lymphmet",
@@ -154,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay-patches", type=int, default=400, metavar="N",
                    help="patches per class taken from each --replay folder (default 400)")
     p.add_argument("--batch-size", type=int, default=32)
+    _smooth_option(p, what="the detection smoothing the new threshold is for (as predict's)")
     p.set_defaults(func=_finetune)
 
     p = sub.add_parser("predict", parents=[common], help="tumor heatmap, detections and slide score")
@@ -167,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threshold", type=float, default=None, help="detection threshold (default: the model's)")
     p.add_argument("--detect", choices=("components", "peaks"), default="components")
+    _smooth_option(p)
     p.add_argument("--screen", action="store_true",
                    help="coarse-to-fine: predict every 2nd cell, then only around those at or above "
                         "--screen-threshold; the rest take their neighbours' mean (counts in heatmap.json)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     options = PredictOptions(mask=args.mask, stride=args.stride, batch_size=args.batch_size,
                              threshold=args.threshold, detect=args.detect, scheduler=args.scheduler,
                              workers=args.workers, screen=screen)
+    if args.smooth is not None:
+        options = replace(options, smooth=args.smooth)
     slides = find_slides(args.slides)
     if not slides:
         raise InputError(f"{', '.join(args.slides)}: no slide files found")

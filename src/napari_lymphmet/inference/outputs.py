@@ -11,7 +11,7 @@ import numpy as np
 
 from .._io import atomic_path
 from ..annotations import write_asap_xml, write_geojson, write_geojson_points
-from .detect import detect, slide_score
+from .detect import DETECTION_SMOOTHING, detect, detection_sigma, slide_score
 from .regions import region_annotations, tumor_regions
 from .omezarr import write_heatmap_zarr
 from ..errors import InputError
@@ -22,14 +22,16 @@ __all__ = ['read_heatmap', 'write_outputs']
 
 
 def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResult, *, model_name: str,
-                  threshold: float = 0.5, method: str = "components") -> dict:
+                  threshold: float = 0.5, method: str = "components", smooth: float = DETECTION_SMOOTHING) -> dict:
     """Write a slide's results into ``out_dir``, each file atomically.
 
     ``heatmap.tif``, ``heatmap.ome.zarr``, ``heatmap.json``, ``overlay.png``;
     ``detections.csv`` (CAMELYON16) and ``detections.geojson`` (QuPath
     points with a ``probability`` measurement); ``tumor_regions.geojson``
     and ``tumor_regions.xml`` (ASAP): the connected regions above
-    ``threshold`` as polygons in level-0 px. GeoJSON coordinates are
+    ``threshold`` as polygons in level-0 px. Detections and regions are
+    found on the heatmap smoothed by ``smooth`` patch widths (0: as is);
+    ``heatmap.tif`` keeps the raw probabilities. GeoJSON coordinates are
     relative to the slide's bounds when it has them (MRXS), as QuPath
     shows such slides; ``heatmap.json`` records that ``geojson_offset``.
     """
@@ -48,9 +50,11 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
             # Screening predicts some tissue cells; the others hold their predicted neighbours' mean.
             "cells": {"tissue": result.total, "predicted": result.total - result.inferred,
                       "inferred": result.inferred}}
-    detections = detect(result.heatmap, grid.downsample, threshold=threshold, method=method)
-    regions = tumor_regions(result.heatmap, grid.downsample, threshold=threshold, mpp=slide.mpp)
-    info.update(threshold=threshold, slide_score=slide_score(result.heatmap), detections=int(len(detections)),
+    sigma = detection_sigma(grid, smooth)
+    detections = detect(result.heatmap, grid.downsample, threshold=threshold, method=method, smooth=sigma)
+    regions = tumor_regions(result.heatmap, grid.downsample, threshold=threshold, mpp=slide.mpp, smooth=sigma)
+    info.update(threshold=threshold, detection_smoothing={"patches": smooth, "sigma_cells": sigma},
+                slide_score=slide_score(result.heatmap), detections=int(len(detections)),
                 tumor_area_mm2=sum(r.area_um2 for r in regions) / 1e6 if slide.mpp else None,
                 geojson_offset=list(slide.bounds[:2]) if slide.bounds else [0, 0])
     with atomic_path(out / "heatmap.tif") as tmp:

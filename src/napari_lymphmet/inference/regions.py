@@ -44,7 +44,7 @@ class TumorRegion:
 
 
 def tumor_regions(heatmap: np.ndarray, downsample: float, *, threshold: float,
-                  mpp: tuple[float, float] | None = None) -> list[TumorRegion]:
+                  mpp: tuple[float, float] | None = None, smooth: float = 0.0) -> list[TumorRegion]:
     """Regions of ``heatmap ≥ threshold``, most probable first.
 
     Parameters
@@ -56,10 +56,20 @@ def tumor_regions(heatmap: np.ndarray, downsample: float, *, threshold: float,
     threshold : float
     mpp : (x, y) µm per px, optional
         For ``area_um2``.
+    smooth : float
+        Gaussian sigma in cells, as :func:`detect` is given it: only regions
+        that reach ``threshold`` on the smoothed map are kept (where a
+        detection is), each with its full extent and values on the heatmap
+        itself, so a lesion's outline and area are not shrunk by smoothing.
     """
     from scipy import ndimage
 
+    from .detect import smooth_heatmap
+
     labels, n = ndimage.label(heatmap >= threshold, structure=np.ones((3, 3)))
+    if smooth > 0 and n:
+        kept = np.unique(labels[(smooth_heatmap(heatmap, smooth) >= threshold) & (labels > 0)])
+        labels[~np.isin(labels, kept)] = 0
     px_area = (mpp[0] * mpp[1]) if mpp else 1.0
     regions = []
     for index, box in enumerate(ndimage.find_objects(labels), start=1):

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..annotations import EXCLUSION, TUMOR, Annotation, read_annotations
 from ..errors import InputError
+from ..inference.detect import DETECTION_SMOOTHING
 
 __all__ = ["Corrections", "CorrectionsThreshold", "correction_patches", "corrections_threshold", "region_peaks"]
 
@@ -121,21 +122,44 @@ def correction_patches(slide, corrections: Corrections, card, *, per_class: int 
     return sample(tumor, per_class), sample(hard, per_class), sample(away, elsewhere)
 
 
-def region_peaks(slide, model, card, annotations: Sequence[Annotation]) -> np.ndarray:
-    """``(len(annotations),)``: each polygon's highest heatmap value under ``model``.
+def region_peaks(slide, model, card, annotations: Sequence[Annotation], *,
+                 smooth: float = DETECTION_SMOOTHING) -> np.ndarray:
+    """``(len(annotations),)``: each polygon's highest value, under ``model``, of the map detection thresholds.
 
     The cells scored are those a whole-slide run scores there (the heatmap
     grid at the model's mpp and patch size, read the same way), so a peak
     says whether :func:`~napari_lymphmet.inference.detect` finds the region
-    at a threshold. ``nan`` for a polygon off the slide.
+    at a threshold. With ``smooth`` (patch widths, as ``predict`` detects),
+    the cells around each polygon are scored too and the map smoothed as a
+    whole-slide run's is; those outside the tissue count as scored here,
+    where a run would leave them 0. ``nan`` for a polygon off the slide.
     """
-    from ..inference import grid_for, polygon_cells, score_cells
+    from ..inference import detection_sigma, grid_for, polygon_cells, score_cells, smooth_heatmap
 
     grid = grid_for(slide, card)
-    cells = [polygon_cells(grid, a.exterior) for a in annotations]
+    sigma = detection_sigma(grid, smooth)
+    pad = int(np.ceil(3 * sigma))
+    inside = [polygon_cells(grid, a.exterior) for a in annotations]
+    boxes = [_cell_box(c, pad, grid.rows, grid.cols) for c in inside]
+    cells = [np.argwhere(np.ones((r1 - r0, c1 - c0), bool)) + (r0, c0) for r0, r1, c0, c1 in boxes]
     scores = score_cells(slide, model, card, grid, np.concatenate(cells)) if cells else np.zeros(0)
     ends = np.cumsum([len(c) for c in cells])
-    return np.array([float(scores[end - len(c):end].max()) if len(c) else np.nan for c, end in zip(cells, ends)])
+    peaks = []
+    for own, (r0, r1, c0, c1), end, around in zip(inside, boxes, ends, cells):
+        if not len(own):
+            peaks.append(np.nan)
+            continue
+        local = smooth_heatmap(scores[end - len(around):end].reshape(r1 - r0, c1 - c0), sigma)
+        peaks.append(float(local[own[:, 0] - r0, own[:, 1] - c0].max()))
+    return np.array(peaks, np.float64)
+
+
+def _cell_box(cells: np.ndarray, pad: int, rows: int, cols: int) -> tuple[int, int, int, int]:
+    """``(r0, r1, c0, c1)``: the cells' bounding box grown by ``pad``, on the grid; empty for no cells."""
+    if not len(cells):
+        return 0, 0, 0, 0
+    (r0, c0), (r1, c1) = cells.min(axis=0), cells.max(axis=0) + 1
+    return max(0, r0 - pad), min(rows, r1 + pad), max(0, c0 - pad), min(cols, c1 + pad)
 
 
 def _logit(p: float) -> float:

@@ -40,6 +40,7 @@ import numpy as np
 
 from ..annotations import EXCLUSION, TUMOR
 from ..errors import InputError
+from ..inference.detect import DETECTION_SMOOTHING
 from .corrections import Corrections, correction_patches, corrections_threshold, region_peaks
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "bundled_training_data", "finetune"]
@@ -57,6 +58,8 @@ class FinetuneConfig:
     ``threshold_from``: ``"corrections"`` (the marked regions' peak scores;
     at least ``lesion_margin`` logits under the faintest marked lesion) or
     ``"validation"`` (the held-out patches, as ``lymphmet train`` does).
+    ``smooth``: the detection smoothing (patch widths) the threshold is for,
+    as ``lymphmet predict --smooth`` and the Detect widget use it.
     """
 
     epochs: int = 3
@@ -70,6 +73,7 @@ class FinetuneConfig:
     few: int = 20
     threshold_from: str = "corrections"
     lesion_margin: float = 0.5
+    smooth: float = DETECTION_SMOOTHING
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,6 +81,8 @@ class FinetuneConfig:
             raise InputError("epochs must be at least 0, batch size and patch counts at least 1")
         if self.threshold_from not in ("corrections", "validation"):
             raise InputError(f"threshold must come from corrections or validation, not {self.threshold_from!r}")
+        if not self.smooth >= 0:
+            raise InputError(f"smoothing must be at least 0 patch widths, got {self.smooth}")
         if not 0 <= self.margin <= 1:
             raise InputError(f"margin must be within [0, 1], got {self.margin}")
 
@@ -248,7 +254,7 @@ def finetune(model: str | os.PathLike | None, corrections: Sequence[Corrections]
             after, fixed_after = _figures(replay_val, new_model, new_card), _figures(fixes_val, new_model, new_card)
         else:  # the same weights: nothing to score again
             after, fixed_after = before, fixed_before
-        chosen = corrections_threshold(*_peaks(corrections, new_model, new_card), new_card.threshold,
+        chosen = corrections_threshold(*_peaks(corrections, new_model, new_card, config.smooth), new_card.threshold,
                                        lesion_margin=config.lesion_margin)
         threshold = {"validation": round(float(new_card.threshold), 6), **chosen.as_dict()}
         if config.threshold_from == "validation":
@@ -321,8 +327,8 @@ def _gather(corrections: Sequence[Corrections], keras_model, card, config: Finet
     return tables, replay_tables, used
 
 
-def _peaks(corrections: Sequence[Corrections], model, card) -> tuple[list[float], list[float]]:
-    """``(lesion peaks, false-positive peaks)``: each outline's highest heatmap value under ``model``."""
+def _peaks(corrections: Sequence[Corrections], model, card, smooth: float) -> tuple[list[float], list[float]]:
+    """``(lesion peaks, false-positive peaks)``: each outline's highest detection-map value under ``model``."""
     from ..wsi import open_slide
 
     lesions: list[float] = []
@@ -331,7 +337,7 @@ def _peaks(corrections: Sequence[Corrections], model, card) -> tuple[list[float]
         with open_slide(corr.slide) as slide:
             for label, peaks in ((TUMOR, lesions), (EXCLUSION, false_positives)):
                 polygons = [a for a in corr.annotations if a.label == label]
-                peaks.extend(region_peaks(slide, model, card, polygons).tolist())
+                peaks.extend(region_peaks(slide, model, card, polygons, smooth=smooth).tolist())
     return lesions, false_positives
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..inference import PredictResult, ScreenConfig, model_id, predict_slide, slide_score, write_outputs
+from ..inference import (DETECTION_SMOOTHING, PredictResult, ScreenConfig, model_id, predict_slide, slide_score,
+                         write_outputs)
 from ..model import load_model, resolve_model
 from ..tissue import MASK_SUFFIXES, find_companion, tissue_for
 from ..wsi import open_slide
@@ -43,6 +44,7 @@ class PredictOptions:
     batch_size: int = 64
     threshold: float | None = None
     detect: str = "components"
+    smooth: float = DETECTION_SMOOTHING  # patch widths; 0 detects on the raw heatmap
     scheduler: str | None = None
     workers: int = 2
     screen: ScreenConfig | None = None
@@ -160,5 +162,5 @@ def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, 
             if not result.complete:
                 return None
         paths = write_outputs(out_dir, slide, result, model_name=Path(model_path).name,
-                              threshold=threshold, method=options.detect)
+                              threshold=threshold, method=options.detect, smooth=options.smooth)
         return SlidePrediction(slide.path, slide.slide_id, out_dir, result, paths)

@@ -100,8 +100,8 @@ class CorrectionsPanel(Container):
             self._warn("select a detection first (run Detect metastases, then pick one in the list)")
             return None
         _, x, y = self._detect.detections[index]
-        outline = region_around(self._detect._run["heatmap"], self._detect._run["downsample"], x, y,
-                                threshold=self._detect._run["card"].threshold)
+        run = self._detect._run
+        outline = region_around(run["heatmap"], run["downsample"], x, y, threshold=run["card"].threshold)
         with slide_of(self._detect._run["image"]) as slide:
             layer = self.ensure_layer(slide, self._detect._run["image"])
         add_correction(layer, outline, EXCLUSION)
@@ -179,7 +179,8 @@ class CorrectionsPanel(Container):
         folder = cache_dir() / "models"
         folder.mkdir(parents=True, exist_ok=True)
         output = new_model_version(parent, folder)
-        config = FinetuneConfig(epochs=int(epochs or self.epochs.value))
+        # The new threshold is set for the detections the pathologist sees: at the widget's smoothing.
+        config = FinetuneConfig(epochs=int(epochs or self.epochs.value), smooth=float(self._detect.smoothing.value))
         corrections = [Corrections(image.metadata["path"], tuple(anns), source="Corrections layer")]
         buttons = (self.retrain_button, self._detect.cancel_button)
         self._detect._job = Job("Retraining", buttons=buttons, report=self._warn)
@@ -209,7 +210,8 @@ class CorrectionsPanel(Container):
                 return
             heatmap, card = predicted
             self._detect._show_heatmap(slide, heatmap, run["downsample"])
-            self._detect.detections = detect(heatmap, run["downsample"], threshold=card.threshold)
+            self._detect.detections = detect(heatmap, run["downsample"], threshold=card.threshold,
+                                             smooth=self._detect.sigma())
             self._detect._add_points(slide, self._detect.detections)
             self._detect._run.update(model=tuned.path, card=card, heatmap=heatmap)
             self._detect.model_file.value = str(tuned.path)

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, PushButton, Select
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, Select
 
 from ...errors import InputError
+from ...inference.detect import DETECTION_SMOOTHING
 from ._common import PluginWidget, layer_tissue, slide_of
 from ._jobs import Job, follow
 from .corrections import CorrectionsPanel
@@ -45,6 +46,9 @@ class DetectWidget(PluginWidget):
         self.model_file.tooltip = "a .keras model; leave empty for the bundled lymph-node model"
         self.mask_box = ComboBox(label="tissue mask", choices=self._mask_choices)
         self.screen = CheckBox(text="screen coarse-to-fine (faster; see lymphmet predict --screen)", value=False)
+        self.smoothing = FloatSpinBox(label="smoothing", value=DETECTION_SMOOTHING, min=0.0, max=4.0, step=0.5)
+        self.smoothing.tooltip = ("detect on the heatmap smoothed this many patch widths (as lymphmet predict "
+                                  "--smooth): a lone false alarm fades, a lesion stays; 0 for the raw heatmap")
         self.run_button = PushButton(text="Detect metastases")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.results_dir = FileEdit(label="results folder", mode="d")
@@ -54,13 +58,15 @@ class DetectWidget(PluginWidget):
         # The correct-and-retrain loop: outline what the model got wrong, fine-tune, re-predict.
         self.corrections = CorrectionsPanel(self)
         self.status = Label(value="")
-        super().__init__(widgets=[self.slide_box, self.model_file, self.mask_box, self.screen, self.run_button,
+        super().__init__(widgets=[self.slide_box, self.model_file, self.mask_box, self.screen, self.smoothing,
+                                  self.run_button,
                                   self.cancel_button, self.results_dir, self.load_button, self.found,
                                   self.corrections, self.status])
         self.run_button.changed.connect(lambda: self.run(block=False))
         self.cancel_button.changed.connect(self.cancel)
         self.load_button.changed.connect(lambda: self.load_results(self.results_dir.value))
         self.found.changed.connect(self._go_to_selected)
+        self.smoothing.changed.connect(self._redetect)
         self._follow_layers(self.slide_box, self.mask_box)
 
     def _mask_choices(self, _widget=None) -> list[tuple[str, Any]]:
@@ -128,11 +134,12 @@ class DetectWidget(PluginWidget):
         def finished(result) -> None:
             from ...inference import detect, slide_score
 
-            self._show_heatmap(slide, result.heatmap, downsample)
-            self.detections = detect(result.heatmap, downsample, threshold=card.threshold)
-            self._add_points(slide, self.detections)
             self._run = {"image": image, "model": model_path, "card": card, "heatmap": result.heatmap,
-                         "downsample": downsample, "tissue": tissue}
+                         "downsample": downsample, "tissue": tissue,
+                         "cells_per_patch": result.grid.box / result.grid.downsample}
+            self._show_heatmap(slide, result.heatmap, downsample)
+            self.detections = detect(result.heatmap, downsample, threshold=card.threshold, smooth=self.sigma())
+            self._add_points(slide, self.detections)
             self.corrections.ensure_layer(slide, image)
             state = "done" if result.complete else "cancelled; partial heatmap kept"
             inferred = f" ({result.inferred} inferred by screening)" if result.inferred else ""
@@ -142,6 +149,23 @@ class DetectWidget(PluginWidget):
         outcome = self._job.run(work, on_update=lambda item: self._show_heatmap(slide, item[0], downsample),
                                 on_done=finished, on_finally=slide.close, block=block)
         return self.heatmap_layer if block else outcome
+
+    def sigma(self) -> float:
+        """The detection smoothing in heatmap cells: the spin box's patch widths on the last run's grid."""
+        return float(self.smoothing.value) * self._run.get("cells_per_patch", 1.0)
+
+    def _redetect(self, _value=None) -> None:
+        """Detections again on the last heatmap at the new smoothing: no patch is predicted again."""
+        from ...inference import detect
+
+        if "heatmap" not in self._run:
+            return
+        run = self._run
+        self.detections = detect(run["heatmap"], run["downsample"], threshold=run["card"].threshold,
+                                 smooth=self.sigma())
+        with slide_of(run["image"]) as slide:
+            self._add_points(slide, self.detections)
+        self._report(f"{len(self.detections)} detections at smoothing {self.smoothing.value:g}")
 
     def _show_heatmap(self, slide, heatmap: np.ndarray, downsample: float) -> None:
         """Draw (or refresh in place) the heatmap layer, each cell exactly over its patch."""
