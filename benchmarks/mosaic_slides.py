@@ -1,7 +1,7 @@
 """The whole-slide checks of the roadmap on real tissue: slides tiled from PCam valid/ patches, at 40× geometry.
 
 Six pyramidal slides at 0.243 µm/px (CAMELYON16's 40×), each 16 × 16
-PatchCamelyon validation patches scaled up 4× (see ``_mosaic.py``): three
+PatchCamelyon validation patches scaled up 4× (see ``napari_lymphmet.synthetic.mosaic``): three
 with metastases (five in all, 2 × 3 to 4 × 5 patches, 0.2 to 0.5 mm), three
 tumor-free; no patch is used twice. They are predicted as a user would,
 ``lymphmet predict SLIDE... -o OUT`` with no ``--model`` (the bundled
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _mosaic import PATCH, write_mosaic_slide
+from napari_lymphmet.synthetic import write_mosaic_slide
 
+PATCH = 96  # px of a PCam patch
 PCAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "patches" / "pcam"
 SIDE = 16
 TUMOR_SLIDES = {"tumor_a": [(2, 2, 3, 3), (9, 10, 4, 4)], "tumor_b": [(3, 9, 2, 3), (10, 3, 3, 4)],

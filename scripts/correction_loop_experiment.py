@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,9 +31,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from _mosaic import write_mosaic_slide  # noqa: E402 (after the path it needs)
-
 SIDE = 27  # patches per slide side
 LESIONS = [(4, 4, 3, 3), (14, 18, 4, 4), (20, 6, 3, 4)]  # row, col, rows, cols of tumor patches
 STAIN = (1.35, 0.7)  # haematoxylin stronger, eosin paler
@@ -88,6 +84,7 @@ def main() -> None:
 
     from napari_lymphmet.annotations import EXCLUSION, TUMOR, Annotation, write_annotations
     from napari_lymphmet.inference import region_around
+    from napari_lymphmet.synthetic import write_mosaic_slide
     from napari_lymphmet.workflows import Corrections, FinetuneConfig, finetune
 
     args.out.mkdir(parents=True, exist_ok=True)

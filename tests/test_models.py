@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from napari_lymphmet.model import DEFAULT_MODEL, bundled_models, read_card
@@ -71,3 +72,34 @@ def test_fine_tuning_a_bundled_model_by_name_keeps_its_input_and_resolution(tmp_
     assert (card.backbone, card.input_size, card.patch_size, card.patch_mpp) == \
         (parent.backbone, parent.input_size, parent.patch_size, parent.patch_mpp)
     assert card.input_space == parent.input_space and card.extra["parent"]["model"] == f"{DEFAULT_MODEL}.keras"
+
+
+def test_the_bundled_model_finds_real_metastases_on_slides_of_unseen_tissue(tmp_path, capsys):
+    """The whole-slide road on real tissue: predict with no model, then evaluate, as a user runs them.
+
+    Two slides at CAMELYON16's 40× geometry (0.243 µm/px) tiled from PCam valid/ patches (slides the
+    model never trained on): one with two metastases, one tumor-free.
+    """
+    from napari_lymphmet.synthetic import write_mosaic_slide
+
+    if not PCAM.exists():
+        pytest.skip(f"test data not found: {PCAM}")
+    rng = np.random.default_rng(0)
+    normal = iter(rng.permutation(sorted((PCAM / "valid" / "normal").glob("*.jpg"))))
+    tumor = iter(rng.permutation(sorted((PCAM / "valid" / "tumor").glob("*.jpg"))))
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    lesions = write_mosaic_slide(slides / "node_tumor.tif", normal, tumor, side=12,
+                                 lesions=[(2, 2, 3, 3), (7, 6, 4, 4)], seed=1, upsample=4)
+    write_mosaic_slide(slides / "node_clear.tif", normal, tumor, side=12, lesions=[], seed=2, upsample=4)
+    assert len(lesions) == 2 and not (slides / "node_clear.xml").exists()
+    code, summary, err = run_main(capsys, "-q", "predict", str(slides), "-o", str(tmp_path / "out"))
+    assert code == 0 and summary["model"] == DEFAULT_MODEL, err
+    code, found, err = run_main(capsys, "evaluate", "--detections", str(tmp_path / "out"), "--truth", str(slides),
+                                "--slides", str(slides))
+    assert code == 0, err
+    per_slide = {s["slide"]: s for s in found["per_slide"]}
+    assert per_slide["node_tumor"]["mpp"] == pytest.approx(0.243)
+    assert found["lesions"] == found["tp"] == 2  # every metastasis detected
+    assert found["fp"] <= 3 * 2  # at most three false positives a slide on average
+    assert found["slide_auc"] == 1.0  # the tumor slide ranks first
