@@ -316,7 +316,7 @@ def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(ma
 
 
 def test_detect_widget_one_click_heatmap_and_detections(make_napari_viewer, synthetic_model, tmp_path,
-                                                        monkeypatch):
+                                                        monkeypatch, capsys):
     from napari_lymphmet._napari.widgets.detect import DetectWidget
 
     monkeypatch.setenv("NAPARI_LYMPHMET_CACHE", str(tmp_path))
@@ -348,6 +348,18 @@ def test_detect_widget_one_click_heatmap_and_detections(make_napari_viewer, synt
     widget.smoothing.value = 0
     assert len(widget.detections) > smoothed and len(widget.points_layer.data) == len(widget.detections)
     assert "detections at smoothing 0" in widget.status.value
+    # Load results: `lymphmet predict`'s folder, through the button; its detections stay as saved.
+    from .conftest import run_main
+
+    code, _, err = run_main(capsys, "-q", "predict", str(slide_path), "--model", str(model_path),
+                            "-o", str(tmp_path / "saved"))
+    assert code == 0, err
+    saved = (tmp_path / "saved" / "detections.csv").read_text().count("\n")
+    widget.results_dir.value = tmp_path / "saved"
+    widget.load_button.native.click()
+    assert len(widget.detections) == len(widget.points_layer.data) == saved == smoothed
+    widget.smoothing.value = 2  # no run behind loaded results: nothing to detect again
+    assert len(widget.detections) == saved and widget.status.value.startswith("loaded saved")
 
 
 @pytest.mark.tf

@@ -193,6 +193,7 @@ class DetectWidget(PluginWidget):
                 detections = read_detections(detections_file, dimensions=slide.dimensions) \
                     if detections_file.is_file() else np.zeros((0, 3))
                 self._show_heatmap(slide, heatmap, float(info["downsample"]))
+                self._run = {}  # a saved result, not a run: no model to retrain, detections as saved
                 self.detections = detections
                 self._add_points(slide, detections)
         except (InputError, OSError, KeyError, ValueError) as exc:  # a damaged results file
