@@ -44,7 +44,7 @@ def lymphmet(*args: str) -> dict:
 
 
 def heatmap_auc(out: Path, truth: dict[str, list[np.ndarray]]) -> float:
-    """AUC of the heatmap's tissue cells, tumor against normal, pooled over the slides."""
+    """AUC of the heatmap's tissue cells (those predicted: above 0), tumor against normal, pooled over the slides."""
     from napari_lymphmet.annotations import TUMOR, Annotation, rasterize
     from napari_lymphmet.inference import read_heatmap
     from napari_lymphmet.model import roc_auc
@@ -53,7 +53,7 @@ def heatmap_auc(out: Path, truth: dict[str, list[np.ndarray]]) -> float:
     for name, lesions in truth.items():
         heat, info = read_heatmap(out / name / "heatmap.tif")
         mask = rasterize([Annotation(sq, TUMOR) for sq in lesions], heat.shape, downsample=info["downsample"]) > 0
-        keep = np.isfinite(heat)
+        keep = heat > 0  # cells off the tissue mask are left at 0, not predicted
         scores.append(heat[keep])
         labels.append(mask[keep])
     return float(roc_auc(np.concatenate(labels).astype(int), np.concatenate(scores)))
@@ -70,8 +70,8 @@ def main() -> None:
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    normal = iter([p for p in rng.permutation(sorted((args.data / "valid" / "normal").glob("*.jpg")))])
-    tumor = iter([p for p in rng.permutation(sorted((args.data / "valid" / "tumor").glob("*.jpg")))])
+    normal = iter(rng.permutation(sorted((args.data / "valid" / "normal").glob("*.jpg"))))
+    tumor = iter(rng.permutation(sorted((args.data / "valid" / "tumor").glob("*.jpg"))))
     slides_dir, truth_dir, out = args.out / "slides", args.out / "truth", args.out / "predict"
     for folder in (slides_dir, truth_dir):
         folder.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,8 @@ def _non_negative(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not value >= 0:
+        value = float("nan")
+    if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}")
     return value
 

@@ -160,7 +160,7 @@ class CorrectionsPanel(Container):
         The heatmap layer updates in place. A new model worse than its parent
         on the replay set is not saved, and the slide keeps its heatmap.
         """
-        from ...inference import detect, iter_predict, slide_score
+        from ...inference import iter_predict, slide_score
         from ...model import load_model
         from ...workflows import Corrections, FinetuneConfig, finetune
         from ..corrections import new_model_version
@@ -209,11 +209,9 @@ class CorrectionsPanel(Container):
                 self._warn("; ".join(tuned.warnings) or "retraining cancelled; the model is unchanged")
                 return
             heatmap, card = predicted
-            self._detect._show_heatmap(slide, heatmap, run["downsample"])
-            self._detect.detections = detect(heatmap, run["downsample"], threshold=card.threshold,
-                                             smooth=self._detect.sigma())
-            self._detect._add_points(slide, self._detect.detections)
             self._detect._run.update(model=tuned.path, card=card, heatmap=heatmap)
+            self._detect._show_heatmap(slide, heatmap, run["downsample"])
+            self._detect.show_detections(slide)
             self._detect.model_file.value = str(tuned.path)
             before, after = tuned.before.get("accuracy"), tuned.after.get("accuracy")
             check = f"; replay accuracy {before:.3f} → {after:.3f}" if before is not None else ""

@@ -132,14 +132,13 @@ class DetectWidget(PluginWidget):
             return result
 
         def finished(result) -> None:
-            from ...inference import detect, slide_score
+            from ...inference import slide_score
 
             self._run = {"image": image, "model": model_path, "card": card, "heatmap": result.heatmap,
                          "downsample": downsample, "tissue": tissue,
                          "cells_per_patch": result.grid.box / result.grid.downsample}
             self._show_heatmap(slide, result.heatmap, downsample)
-            self.detections = detect(result.heatmap, downsample, threshold=card.threshold, smooth=self.sigma())
-            self._add_points(slide, self.detections)
+            self.show_detections(slide)
             self.corrections.ensure_layer(slide, image)
             state = "done" if result.complete else "cancelled; partial heatmap kept"
             inferred = f" ({result.inferred} inferred by screening)" if result.inferred else ""
@@ -154,17 +153,21 @@ class DetectWidget(PluginWidget):
         """The detection smoothing in heatmap cells: the spin box's patch widths on the last run's grid."""
         return float(self.smoothing.value) * self._run.get("cells_per_patch", 1.0)
 
-    def _redetect(self, _value=None) -> None:
-        """Detections again on the last heatmap at the new smoothing: no patch is predicted again."""
+    def show_detections(self, slide) -> None:
+        """Detect on the last run's heatmap at its model's threshold and the smoothing box's value; show them."""
         from ...inference import detect
 
-        if "heatmap" not in self._run:
-            return
         run = self._run
         self.detections = detect(run["heatmap"], run["downsample"], threshold=run["card"].threshold,
                                  smooth=self.sigma())
-        with slide_of(run["image"]) as slide:
-            self._add_points(slide, self.detections)
+        self._add_points(slide, self.detections)
+
+    def _redetect(self, _value=None) -> None:
+        """Detections again on the last heatmap at the new smoothing: no patch is predicted again."""
+        if "heatmap" not in self._run:
+            return
+        with slide_of(self._run["image"]) as slide:
+            self.show_detections(slide)
         self._report(f"{len(self.detections)} detections at smoothing {self.smoothing.value:g}")
 
     def _show_heatmap(self, slide, heatmap: np.ndarray, downsample: float) -> None:
