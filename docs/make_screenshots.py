@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
-from napari_lymphmet._tensorflow import import_tensorflow
+from napari_lymphmet.model._tensorflow import import_tensorflow
 
 import_tensorflow()  # loaded (quietly) before Qt/GL: see the README's known issue
 

@@ -154,7 +154,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tensorflow_before_gl():
     """Load TensorFlow before any GL context exists (see the top of this file)."""
-    from napari_lymphmet._tensorflow import import_tensorflow
+    from napari_lymphmet.model._tensorflow import import_tensorflow
 
     import_tensorflow()
     _freeze_what_is_loaded()

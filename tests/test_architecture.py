@@ -14,7 +14,7 @@ MAX_MODULE_LINES, MAX_CLASS_LINES = 400, 250
 
 # Layers, lowest first: a module may import its own layer or lower ones, never higher.
 LAYERS = [
-    {"errors", "_io", "_tensorflow", "figures"},
+    {"errors", "io", "figures"},
     {"wsi"},
     {"annotations", "tissue"},
     {"patches", "synthetic"},
@@ -22,7 +22,7 @@ LAYERS = [
     {"inference"},
     {"evaluation"},
     {"workflows"},
-    {"cli", "_napari", "__init__", "slide"},  # slide.py: the deprecated alias of wsi
+    {"cli", "_napari", "__init__"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
@@ -50,6 +50,96 @@ def _imports(path: Path, parts: tuple[str, ...]):
             yield target[0], [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("napari_lymphmet."):
             yield node.module.split(".")[1], [a.name for a in node.names]
+
+
+# The only modules outside a topic package: the package's face and the error contract it documents.
+TOP_LEVEL_MODULES = {"__init__.py", "__main__.py", "errors.py"}
+
+
+def _module_name(parts: tuple[str, ...]) -> str:
+    return ".".join(p.removesuffix(".py") for p in parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module → the modules of ours it imports (``pkg.__init__`` for a package), lazy and TYPE_CHECKING ones too."""
+    modules = {_module_name(parts): path for path, parts in _modules()}
+    graph = {}
+    for name, path in modules.items():
+        package = name.split(".")[:-1]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                target = package[: len(package) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("napari_lymphmet"):
+                target = node.module.split(".")[1:]
+            else:
+                continue
+            for alias in node.names:
+                for candidate in (target + [alias.name], target, target + ["__init__"]):
+                    if ".".join(candidate) in modules:
+                        found.add(".".join(candidate))
+                        break
+        graph[name] = found - {name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index, low, stack, on_stack, found, counter = {}, {}, [], set(), [], 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _cycles(graph) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles():
+    """Not even through a lazy import or a TYPE_CHECKING block: two modules that need each other are one idea
+    split wrongly, or share a third that deserves its own home."""
+    assert _cycles(_import_graph()) == []
+
+
+def test_every_module_lives_in_a_topic_package():
+    loose = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert set(loose) <= TOP_LEVEL_MODULES, set(loose) - TOP_LEVEL_MODULES
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert packages <= set(RANK), f"a package with no layer: {packages - set(RANK)}"
 
 
 def test_no_module_or_class_too_long_without_a_reason():
@@ -104,3 +194,11 @@ def test_importing_loads_no_tensorflow(module):
     code = f"import sys, {module}; assert 'tensorflow' not in sys.modules, 'tensorflow loaded'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_architecture_map_names_every_package_and_module():
+    text = (PACKAGE.parents[1] / "docs" / "architecture.md").read_text()
+    unnamed = [f"{'/'.join(parts)}" for path, parts in _modules()
+               if parts[-1] != "__init__.py" and parts[-1] not in text]
+    unnamed += [f"{p.name}/" for p in PACKAGE.iterdir() if (p / "__init__.py").exists() and f"{p.name}/" not in text]
+    assert not unnamed, f"docs/architecture.md does not name {unnamed}"

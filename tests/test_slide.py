@@ -183,18 +183,6 @@ def test_cache_is_lru_and_byte_bounded():
         cache.get(3)[0] = 1  # shared between callers
 
 
-def test_the_old_module_path_still_opens_slides_with_a_deprecation_warning():
-    import importlib
-    import sys
-
-    import napari_lymphmet
-
-    sys.modules.pop("napari_lymphmet.slide", None)
-    with pytest.warns(DeprecationWarning, match="napari_lymphmet.slide is deprecated"):
-        old = importlib.import_module("napari_lymphmet.slide")
-    assert old.open_slide is napari_lymphmet.open_slide and old.Slide is napari_lymphmet.Slide
-
-
 @pytest.fixture(scope="module")
 def single_level_jpeg(tmp_path_factory):
     """A 0.243 µm/px JPEG-tiled slide of synthetic H&E tissue with no level but level 0."""

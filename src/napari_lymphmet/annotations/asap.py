@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path
+from ..io import atomic_path
 from .core import EXCLUSION, EXCLUSION_GROUPS, TUMOR, TUMOR_GROUPS, Annotation, AnnotationWarning
 from ..errors import InputError
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_path
+from ..io import atomic_path
 from .asap import _group_label
 from .core import EXCLUSION, EXCLUSION_GROUPS, TUMOR, Annotation, AnnotationWarning, Label
 from ..errors import InputError

@@ -10,15 +10,14 @@ from .froc import (
     EvaluationWarning,
     FrocCurve,
     SlideEvaluation,
-    evaluate,
     evaluation_mask,
     froc,
     froc_score,
     itc_labels,
-    read_detections,
     score_slide,
     slide_auc,
 )
+from .camelyon16 import evaluate, read_detections
 from ..model.metrics import best_threshold, binary_metrics, roc_auc  # patch metrics live with the model
 
 __all__ = ['DEFAULT_MPP', 'EVAL_DOWNSAMPLE', 'EvaluationWarning', 'FP_RATES', 'FrocCurve', 'SlideEvaluation',

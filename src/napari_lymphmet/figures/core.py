@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._io import atomic_path
+from ..io import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_dir
+from ..io import atomic_dir
 from ..errors import InputError
 
 __all__ = ["HeatmapZarr", "read_heatmap_zarr", "write_heatmap_zarr"]

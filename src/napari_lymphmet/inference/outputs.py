@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path
+from ..io import atomic_path
 from ..annotations import write_asap_xml, write_geojson, write_geojson_points
 from .detect import DETECTION_SMOOTHING, detect, detection_sigma, slide_score
 from .regions import region_annotations, tumor_regions

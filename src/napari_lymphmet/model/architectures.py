@@ -16,7 +16,7 @@ DEFAULT_INPUT = {"efficientnetb0": 224, "mobilenetv3small": 224, "small-cnn": 12
 
 # -- building -----------------------------------------------------------------
 def _backbone(name: str, size: int, weights: str):
-    from .._tensorflow import import_keras
+    from ._tensorflow import import_keras
 
     keras = import_keras()
 
@@ -50,7 +50,7 @@ def build_model(backbone: str = "efficientnetb0", *, input_size: int | None = No
     first (a layer, so it travels with the model). A stain's strength then
     cancels out, and the network has to learn nuclear texture, not colour.
     """
-    from .._tensorflow import import_keras
+    from ._tensorflow import import_keras
 
     keras = import_keras()
     from keras import layers

@@ -12,7 +12,7 @@ __all__: list[str] = []  # used by the data pipeline only
 
 def _gaussian_blur(image, sigma):
     """Blur an ``(h, w, 3)`` image with a 7-tap Gaussian of width ``sigma`` (a scalar tensor)."""
-    from .._tensorflow import import_tensorflow
+    from ._tensorflow import import_tensorflow
 
     tf = import_tensorflow()
 
@@ -33,7 +33,7 @@ def _augment(image, seed_pair, hed_sigma: float, colour_sigma: float = 0.0, blur
     YUV channel around its own mean, as a whole slide's colour differs from
     another's, and a random focus blur, as scanners differ in sharpness.
     """
-    from .._tensorflow import import_tensorflow
+    from ._tensorflow import import_tensorflow
 
     tf = import_tensorflow()
 

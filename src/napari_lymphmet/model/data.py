@@ -15,7 +15,7 @@ __all__ = ['make_dataset']
 
 def make_dataset(table: PatchTable, card: ModelCard, *, batch_size: int, training: bool, seed: int = 0):
     """A ``tf.data`` pipeline: parallel decode, resize, stain norm, augmentation, prefetch."""
-    from .._tensorflow import import_tensorflow
+    from ._tensorflow import import_tensorflow
 
     tf = import_tensorflow()
 

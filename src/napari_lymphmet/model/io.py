@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_path
+from ..io import atomic_path
 from .card import METADATA_ENTRY, ModelCard, read_card
 from .registry import resolve_model
 from ..errors import InputError
@@ -54,7 +54,7 @@ def load_model(path: str | os.PathLike):
         Missing, not a model, no metadata, or refused by safe mode (a
         ``Lambda`` layer or other code that would run on load).
     """
-    from .._tensorflow import import_keras
+    from ._tensorflow import import_keras
 
     keras = import_keras()
 

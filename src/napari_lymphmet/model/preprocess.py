@@ -46,7 +46,7 @@ def prepare_batch(batch: np.ndarray, card: ModelCard) -> np.ndarray:
     Resizes to the model's input size (area averaging) and applies the
     stored stain normalisation.
     """
-    from .._tensorflow import import_tensorflow
+    from ._tensorflow import import_tensorflow
 
     tf = import_tensorflow()
 

@@ -131,7 +131,7 @@ class _Callback:
 
     @staticmethod
     def make(progress, cancel, history, steps_per_epoch, epochs_total, epoch_offset):
-        from .._tensorflow import import_keras
+        from ._tensorflow import import_keras
 
         keras = import_keras()
 
@@ -175,7 +175,7 @@ def train(
     Setting ``cancel`` stops after the current batch; the best model so far
     (or the current one, before any epoch ended) is still saved.
     """
-    from .._tensorflow import import_keras
+    from ._tensorflow import import_keras
 
     keras = import_keras()
 
@@ -290,7 +290,7 @@ def _recalibrate_batchnorm(model, table: PatchTable, card: ModelCard, *, limit: 
     each BatchNorm's input over (up to ``limit``) plain training patches
     replace its moving statistics ("precise BN").
     """
-    from .._tensorflow import import_keras
+    from ._tensorflow import import_keras
 
     keras = import_keras()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path
+from ..io import atomic_path
 from ..annotations import TUMOR
 from .grid import read_row_boxes, row_runs
 from .plan import NORMAL, PatchPlan

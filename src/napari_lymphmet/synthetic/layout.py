@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..annotations import fill_rings, polygon_area
+from .draw import draw_region
 from .spec import _PEN_COLOURS, CAPSULE, FAT, FOLD, GLASS, LAYOUT_STEP, NORMAL, PEN, DUST, TUMOR, SynthSpec
 from .textures import _NUCLEI, _fat_texture, _glass_texture, _grain, _nuclei_texture, _restain, _Texture
 
@@ -60,9 +61,8 @@ class SyntheticSlide:
             with self._lock:
                 if not self._textures:
                     self._make_textures()
-        from .render import _render  # render needs this class: import when first drawn
-
-        return _render(self, x, y, w, h)
+        return draw_region(self.classes, self.artefacts, self._textures, self._border_noise, x, y, w, h,
+                           pen_colour=self.pen_colour, fold=self.fold)
 
     def _make_textures(self) -> None:
         rng = np.random.default_rng([self.spec.seed, 1])

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from scipy import ndimage
 
 from ..wsi import Slide
+from .morphology import box_sum, dilate, erode, fill_holes, remove_small
 
 __all__ = ['TissueChannels', 'TissueParams', 'TissueResult', 'TissueWarning', 'detect_tissue', 'params_dict',
            'tissue_channels', 'tissue_mask', 'working_image']
@@ -224,102 +224,23 @@ def detect_tissue(image: np.ndarray | TissueChannels, params: TissueParams = Tis
         mask &= ~((ch.hue >= h0) & (ch.hue <= h1))
     if params.median > 1:
         # A binary median is a majority vote: a box sum above half the box.
-        mask = _box_sum(mask, params.median) * 2 > params.median**2
+        mask = box_sum(mask, params.median) * 2 > params.median**2
     if params.close > 0:
         # Closing with a square: dilate, then erode, each separable.
-        mask = _erode(_dilate(mask, params.close), params.close)
+        mask = erode(dilate(mask, params.close), params.close)
     min_px = params.min_area_um2 / mpp**2 if mpp else params.min_area_px
     if params.fill_holes:
-        mask = _fill_holes(mask)
+        mask = fill_holes(mask)
     elif min_px > 0:
-        mask = ~_remove_small(~mask, min_px)
+        mask = ~remove_small(~mask, min_px)
     if min_px > 0:
-        mask = _remove_small(mask, min_px)
+        mask = remove_small(mask, min_px)
     thresholds = {"saturation": round(threshold, 4), "otsu": round(ch.otsu, 4),
                   "dark": params.dark, "bright": params.bright, "min_area_px": round(float(min_px), 1)}
     if not mask.any():
         warnings.warn(TissueWarning(f"{source}: no tissue found (saturation threshold {threshold:.3f}); "
                                     f"the mask is empty"), stacklevel=2)
     return TissueResult(mask, float(downsample), thresholds, mpp)
-
-
-def _box_sum(mask: np.ndarray, size: int) -> np.ndarray:
-    """Count of set pixels in the ``size`` × ``size`` box around each pixel (edges repeated).
-
-    Sums of shifted slices: on a few-megapixel mask this is several times
-    faster than ``scipy.ndimage`` filters, which keeps the live preview live.
-    """
-    r = size // 2
-    padded = np.pad(mask, r, mode="edge").view(np.uint8)
-    dtype = np.uint8 if size * size < 256 else np.uint16
-    h, w = mask.shape
-    rows = np.zeros((h, w + 2 * r), dtype)
-    for k in range(size):
-        rows += padded[k:k + h]
-    out = np.zeros((h, w), dtype)
-    for k in range(size):
-        out += rows[:, k:k + w]
-    return out
-
-
-def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    """Binary dilation by a (2r+1)-square, as ORs of shifted slices."""
-    out = mask.copy()
-    for axis in (0, 1):
-        src = out.copy()
-        for k in range(1, r + 1):
-            if axis == 0:
-                out[k:] |= src[:-k]
-                out[:-k] |= src[k:]
-            else:
-                out[:, k:] |= src[:, :-k]
-                out[:, :-k] |= src[:, k:]
-    return out
-
-
-def _erode(mask: np.ndarray, r: int) -> np.ndarray:
-    """Binary erosion by a (2r+1)-square; pixels beyond the edge count as set."""
-    return ~_dilate(~mask, r)
-
-
-def _set_components(mask: np.ndarray, labels: np.ndarray, ids: np.ndarray, value: bool) -> np.ndarray:
-    """Set the pixels of the labelled components ``ids`` to ``value``.
-
-    Few components (the usual case) are cleared through their bounding
-    boxes, which is much cheaper than indexing the whole label image.
-    """
-    if len(ids) == 0:
-        return mask
-    out = mask.copy()
-    if len(ids) > 256:
-        table = np.zeros(labels.max() + 1, bool)
-        table[ids] = True
-        out[table[labels]] = value
-        return out
-    boxes = ndimage.find_objects(labels, max_label=int(ids.max()))
-    for i in ids:
-        box = boxes[i - 1]
-        out[box][labels[box] == i] = value
-    return out
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Set every background pixel not connected (4-way) to the image border."""
-    background, n = ndimage.label(~mask)
-    if n == 0:
-        return mask
-    border = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
-    holes = np.setdiff1d(np.arange(1, n + 1), border)
-    return _set_components(mask, background, holes, True)
-
-
-def _remove_small(mask: np.ndarray, min_px: float) -> np.ndarray:
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return mask
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    small = np.nonzero(sizes[1:] < min_px)[0] + 1
-    return _set_components(mask, labels, small, False)
 
 
 def tissue_mask(slide: Slide, params: TissueParams = TissueParams()) -> TissueResult:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._io import atomic_path
+from ..io import atomic_path
 from ..errors import InputError
 
 __all__ = ['SavedMask', 'load_mask', 'save_mask']

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .._io import atomic_path
+from ..io import atomic_path
 from .predict import SlideFailure, SlidePrediction
 
 __all__ = ["CSV_COLUMNS", "CohortRow", "cohort_row", "write_cohort"]

@@ -148,7 +148,7 @@ def _img(path: str | Path, *, name: str, axes: list[int] | None = None) -> str:
 
 
 def _write_report(path: Path, summary: dict) -> Path:
-    from .._io import atomic_path
+    from ..io import atomic_path
 
     def fmt(v):
         return "—" if v is None else f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))

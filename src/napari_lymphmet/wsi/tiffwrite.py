@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._io import atomic_path
+from ..io import atomic_path
 
 __all__ = ['PyramidInfo', 'RenderFn', 'pyramid_shapes', 'write_jpeg_pages', 'write_pyramid_tiff']
 

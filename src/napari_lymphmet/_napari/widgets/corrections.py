@@ -13,7 +13,7 @@ that changes, and the heatmap stays.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from magicgui.widgets import Container, FileEdit, PushButton, RadioButtons, SpinBox
@@ -24,16 +24,37 @@ from ..corrections import DRAW_CHOICES
 from ._common import slide_of
 from ._jobs import Job, follow
 
-if TYPE_CHECKING:
-    from .detect import DetectWidget
+__all__ = ["CorrectionsPanel", "DetectHost"]
 
-__all__ = ["CorrectionsPanel"]
+
+class DetectHost(Protocol):
+    """What the panel needs of the *Detect metastases* widget it sits in (the widget implements it).
+
+    A protocol rather than an import, so the panel and the widget do not import each other.
+    """
+
+    _viewer: Any
+    _job: Job | None
+    _run: dict[str, Any]  # the last run: slide layer, model, card, heatmap, cell size
+    slide_box: Any
+    model_file: Any
+    smoothing: Any
+    found: Any
+    cancel_button: Any
+    points_layer: Any
+    detections: list
+
+    def _report(self, text: str, *, warning: bool = False) -> None: ...
+    def _warn(self, text: str) -> None: ...
+    def _read_polygons(self, path: Any) -> list | None: ...
+    def _show_heatmap(self, slide: Any, heatmap: np.ndarray, downsample: float) -> None: ...
+    def show_detections(self, slide: Any) -> None: ...
 
 
 class CorrectionsPanel(Container):
-    """The Corrections layer and the retrain button, over a :class:`DetectWidget`'s last run."""
+    """The Corrections layer and the retrain button, over the *Detect metastases* widget's last run."""
 
-    def __init__(self, detect: DetectWidget) -> None:
+    def __init__(self, detect: DetectHost) -> None:
         self._detect = detect
         self._viewer = detect._viewer
         self.layer: Any = None
