@@ -4,23 +4,20 @@
 
 ``DEMO_DIR`` is the output of ``lymphmet demo``; ``OUT_DIR`` defaults to
 ``docs/images``. One screenshot per widget in use: tissue-mask tuning,
-annotations, the patch grid preview, training with its curves, and the
-heatmap with detections. The test suite runs this on a small demo, so the
-pictures cannot go stale unnoticed.
+annotations, the patch grid preview, training with its curves, the heatmap
+with its legend and detections, and the *Detect metastases* panel alone with
+its lesion table. The test suite runs this on a small demo, so the pictures
+cannot go stale unnoticed. Nothing is preloaded: the plugin runs TensorFlow
+in child processes, as it does for every user.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
-from napari_lymphmet.model._tensorflow import import_tensorflow
-
-import_tensorflow()  # loaded (quietly) before Qt/GL: see the README's known issue
-
-SHOTS = ("tissue-mask.png", "annotations.png", "patch-grid.png", "training.png", "detect-metastases.png")
+SHOTS = ("tissue-mask.png", "annotations.png", "patch-grid.png", "training.png", "detect-metastases.png",
+         "lesion-table.png")
 
 
 def main(demo: Path, out: Path) -> list[Path]:
@@ -78,9 +75,26 @@ def main(demo: Path, out: Path) -> list[Path]:
     _, detect = open_widget("Detect metastases")
     detect.model_file.value = demo / "model.keras"
     detect.run()
+    if detect.table.rowCount():
+        detect.table.selectRow(0)  # the top lesion, zoomed to, as a pathologist would look at it
+        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+        camera.zoom = 0.3
     shot("detect-metastases.png")
+    imsave(out / "lesion-table.png", _grab(detect.native), check_contrast=False)
+    written.append(out / "lesion-table.png")
     viewer.close()
     return written
+
+
+def _grab(widget):
+    """A Qt widget's own pixels, as an (h, w, 3) uint8 array."""
+    import numpy as np
+    from qtpy.QtGui import QImage
+
+    image = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    h, w, stride = image.height(), image.width(), image.bytesPerLine()
+    return np.frombuffer(image.constBits().asstring(h * stride), np.uint8).reshape(h, stride)[:, :w * 3] \
+        .reshape(h, w, 3).copy()
 
 
 if __name__ == "__main__":
@@ -89,4 +103,3 @@ if __name__ == "__main__":
     for path in main(demo_dir, out_dir):
         print(path)
     sys.stdout.flush()
-    os._exit(0)  # TensorFlow's and Mesa's destructors clash at exit

@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Mesa's software GL and TensorFlow each bring their own LLVM. In one process
-# they crash unless TensorFlow is loaded before the first GL context and Mesa
-# uses softpipe rather than llvmpipe. The driver choice costs nothing, so it
-# is made here; TensorFlow is loaded only by the ``tensorflow_before_gl``
-# fixture, which GUI tests get only when the run also holds TensorFlow tests.
-os.environ.setdefault("GALLIUM_DRIVER", "softpipe")
+# GUI tests run as a user's napari does: Mesa's default driver, nothing preloaded. TensorFlow never
+# loads into a viewer's process (the plugin runs it in child processes); GUI tests check that, and
+# `python -m tests` runs them in a pytest session of their own, apart from the tests that load
+# TensorFlow in-process, because Mesa's llvmpipe and TensorFlow each bring an LLVM and clash.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
@@ -133,31 +131,26 @@ def run_main(capsys, *argv: str) -> tuple[int, dict | None, str]:
     return code, (json.loads(lines[-1]) if lines else None), err
 
 
-_EXIT = {"status": 0}
-
-
 def _needs_tensorflow(item) -> bool:
     return item.get_closest_marker("tf") is not None
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark TensorFlow tests; when the run holds any, GUI tests load TensorFlow before their viewer."""
+    """Mark TensorFlow tests; GUI tests check that TensorFlow stayed out of their process."""
     for item in items:
         if {"synthetic_model", "demo_run"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.tf)
-    if any(_needs_tensorflow(item) for item in items):
-        for item in items:
-            if item.get_closest_marker("gui") is not None and hasattr(item, "fixturenames"):
-                item.fixturenames.insert(0, "tensorflow_before_gl")
+        if item.get_closest_marker("gui") is not None and hasattr(item, "fixturenames"):
+            item.fixturenames.insert(0, "no_tensorflow_in_the_viewer")
 
 
-@pytest.fixture(scope="session")
-def tensorflow_before_gl():
-    """Load TensorFlow before any GL context exists (see the top of this file)."""
-    from napari_lymphmet.model._tensorflow import import_tensorflow
+@pytest.fixture
+def no_tensorflow_in_the_viewer():
+    """A GUI test's process never loads TensorFlow: the plugin runs it in child processes."""
+    import sys
 
-    import_tensorflow()
-    _freeze_what_is_loaded()
+    yield
+    assert "tensorflow" not in sys.modules, "TensorFlow was loaded into the viewer's process"
 
 
 def pytest_collection_finish(session):
@@ -167,8 +160,8 @@ def pytest_collection_finish(session):
 def _freeze_what_is_loaded() -> None:
     """Move the objects of the modules loaded so far out of the garbage collector's sight.
 
-    napari runs ``gc.collect()`` whenever a layer is removed; with TensorFlow,
-    Qt and napari loaded that walks millions of long-lived objects each time.
+    napari runs ``gc.collect()`` whenever a layer is removed; with Qt and
+    napari loaded that walks millions of long-lived objects each time.
     Objects made afterwards (slides, layers, viewers) are collected as usual.
     """
     import gc
@@ -177,21 +170,16 @@ def _freeze_what_is_loaded() -> None:
     gc.freeze()
 
 
-def pytest_sessionfinish(session, exitstatus):
-    _EXIT["status"] = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config):
-    """With TensorFlow and Mesa both loaded, leave without native destructors:
-    theirs clash at interpreter exit ("free(): invalid pointer") after every
-    test passed. Without both, exit normally."""
+def lymphmet(*argv: str, timeout: float = 600) -> dict:
+    """Run ``lymphmet`` in a child process, as a user (or the plugin) does; its JSON summary."""
+    import json
+    import subprocess
     import sys
 
-    if "tensorflow" in sys.modules and "vispy.gloo" in sys.modules:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_EXIT["status"])
+    done = subprocess.run([sys.executable, "-m", "napari_lymphmet.cli", "-q", *argv], capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")
@@ -202,7 +190,6 @@ def synthetic_model(tmp_path_factory):
     128 level-0 px. Returns (model path, test slide path).
     """
     from napari_lymphmet import open_slide
-    from napari_lymphmet.model import TrainConfig, read_patch_table, train
     from napari_lymphmet.patches import PatchSpec, export_patches, plan_for_slide
     from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
 
@@ -215,8 +202,9 @@ def synthetic_model(tmp_path_factory):
                                   annotations=train_slide.with_suffix(".xml"))
             export_patches([(slide, plan)], root / "patches")
     model = root / "synthetic.keras"
-    train(read_patch_table([root / "patches"]), None, model,
-          TrainConfig(backbone="small-cnn", weights="none", epochs=10, input_size=64, batch_size=32))
+    # In a child process: GUI tests use this model, and their process must never load TensorFlow.
+    lymphmet("train", str(root / "patches"), "-o", str(model), "--backbone", "small-cnn", "--weights", "none",
+             "--epochs", "10", "--input-size", "64", "--batch-size", "32", "--val-fraction", "0")
     test_slide = root / "test_node.tif"
     write_synthetic_slide(test_slide, SynthSpec(width=8192, height=6144, seed=42, lesions=3, mpp=0.5))
     return model, test_slide

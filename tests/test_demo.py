@@ -9,18 +9,16 @@ from .browser import CHROMIUM
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    import contextlib
-    import io
+    """``lymphmet demo`` in a child process, as a user runs it (GUI tests in this file must not load TensorFlow)."""
     import json
-
-    from napari_lymphmet.cli import main
+    import subprocess
+    import sys
 
     out = tmp_path_factory.mktemp("demo") / "demo"
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(["demo", "-o", str(out), "--size", "6144", "--epochs", "4"])
-    assert code == 0, stderr.getvalue()[-3000:]
-    return out, json.loads(stdout.getvalue().strip().splitlines()[-1]), stderr.getvalue()
+    done = subprocess.run([sys.executable, "-m", "napari_lymphmet.cli", "demo", "-o", str(out), "--size", "6144",
+                           "--epochs", "4"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
 @pytest.mark.slow
@@ -51,10 +49,11 @@ def test_screenshot_script_shows_every_widget_in_use(demo_run, tmp_path):
     result = subprocess.run([sys.executable, str(script), str(out), str(tmp_path)], capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    names = ("tissue-mask.png", "annotations.png", "patch-grid.png", "training.png", "detect-metastases.png")
+    names = ("tissue-mask.png", "annotations.png", "patch-grid.png", "training.png", "detect-metastases.png",
+             "lesion-table.png")
     for name in names:
         image = imread(tmp_path / name)
-        assert image.shape[0] > 500 and image[..., :3].std() > 20, name
+        assert image.shape[0] > 300 and image[..., :3].std() > 20, name
         committed = script.parent / "images" / name
         assert committed.exists() and imread(committed)[..., :3].std() > 20, committed
 
@@ -77,10 +76,10 @@ def test_demo_open_lays_out_results_through_the_plugin(demo_run, make_napari_vie
     assert [type(layer).__name__ for layer in viewer.layers] == ["Image", "Shapes", "Labels", "Image", "Points"]
     detect = widgets["Detect metastases"]
     heatmap, _ = read_heatmap(summary["heatmap"])
-    np.testing.assert_array_equal(detect.heatmap_layer.data, heatmap)
+    np.testing.assert_array_equal(detect._run["heatmap"], heatmap)
     detections = read_detections(summary["detections"])
     assert len(detections) > 0 and len(detect.points_layer.data) == len(detections)
-    assert len(detect.found.choices) == len(detections) and "detections" in detect.status.value
+    assert detect.table.rowCount() == len(detections) and "detections" in detect.status.value
     tissue_layer = viewer.layers[2]
     assert tissue_layer.metadata["kind"] == "tissue" and 0.1 < np.mean(tissue_layer.data > 0) < 0.9
 
@@ -109,13 +108,14 @@ def _report_problems(report, heatmap_tif, work) -> list[str]:
     rows = np.minimum(((np.arange(n) + 0.5) / n * height // info["downsample"]).astype(int), heat.shape[0] - 1)
     cols = np.minimum(((np.arange(n) + 0.5) / n * width // info["downsample"]).astype(int), heat.shape[1] - 1)
     under = heat[np.ix_(rows, cols)]
-    redness = pixels[..., 0] - pixels[..., 2]  # turbo: red for tumor, blue for normal, whatever the stain
+    # viridis over the slide: green to yellow where the model sees tumor; untouched pink H&E where it does not.
+    greenness = pixels[..., 1] - (pixels[..., 0] + pixels[..., 2]) / 2
     lesion, normal = under >= 0.6, (under > 0.06) & (under < 0.3)
     if lesion.sum() < 3:
         return problems + [f"only {lesion.sum()} samples fall on lesion cells"]
-    gap = redness[lesion].mean() - redness[normal].mean()
+    gap = greenness[lesion].mean() - greenness[normal].mean()
     if gap < 40:
-        problems.append(f"lesion cells are not drawn hot: red-blue gap {gap:.0f} against normal tissue")
+        problems.append(f"lesion cells are not drawn: green gap {gap:.0f} against normal tissue")
     return problems
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from napari.layers import Labels, Shapes
@@ -44,12 +46,27 @@ def test_viewer_open_gives_one_multiscale_rgb_layer(make_napari_viewer, name, sc
     assert "openslide.vendor" in layer.metadata["properties"]
 
 
-def test_reader_declines_non_slides(tmp_path):
-    text = tmp_path / "x.svs"
+def test_a_file_that_is_not_a_slide_dropped_on_the_viewer_gets_a_notification_naming_it(make_napari_viewer,
+                                                                                           tmp_path):
+    """Dropped as a user drops it (napari's own drop handler), with this plugin preferred for .svs."""
+    from napari.settings import get_settings
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    open_widget(viewer, "Slides")  # the plugin is active: it has become the preferred reader for slide files
+    assert get_settings().plugins.extension2reader.get("*.svs") == "napari-lymphmet"
+    text = tmp_path / "scan 7.svs"
     text.write_text("not a slide")
-    assert reader_module.get_reader(str(text)) is None
-    assert reader_module.get_reader(str(tmp_path / "missing.svs")) is None
-    assert reader_module.get_reader(str(tmp_path)) is None
+    shown = []
+    notification_manager.notification_ready.connect(lambda note: shown.append(str(note.message)))
+    viewer.window._qt_viewer._qt_open([str(text)], stack=False)  # what a drop does
+    assert len(viewer.layers) == 0
+    mine = [m for m in shown if "scan 7.svs" in m]
+    assert mine and "cannot open" in mine[0] and len(mine[0].split("scan 7.svs", 1)[1]) > 5, shown
+    assert not any("refused" in m for m in shown)
+    # A missing file and a folder read the same way: a reader that says why, never a silent decline.
+    for bad in (tmp_path / "missing.svs", tmp_path):
+        assert reader_module.get_reader(str(bad)) is not None
 
 
 def test_first_view_of_a_gigapixel_slide_reads_only_low_levels(
@@ -282,42 +299,54 @@ def test_patches_widget_preview_counts_and_export_matches_cli(make_napari_viewer
     assert "cancelled; kept" in widget.status.value
 
 
-@pytest.mark.tf
-def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(make_napari_viewer, tmp_path, qtbot):
-    from napari_lymphmet.model import load_model
+def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(make_napari_viewer, tmp_path, qtbot,
+                                                                              monkeypatch):
+    from napari_lymphmet.model import read_card
 
     from .conftest import write_patch_folder
     from .test_figures import assert_readable_training_plot
 
+    monkeypatch.setenv("NAPARI_LYMPHMET_CACHE", str(tmp_path))
     write_patch_folder(tmp_path / "data", lambda _label: [f"s{s}_{i}_0.png" for s in "ab" for i in range(6)])
     viewer = make_napari_viewer()
+    detect = open_widget(viewer, "Detect metastases")
     widget = open_widget(viewer, "Train")
     widget.data.value = tmp_path / "data"
     widget.backbone.value = "small-cnn"
     widget.epochs.value = 1
     widget.batch.value = 4
     widget.output.value = tmp_path / "one.keras"
-    result = widget.start()  # blocking: the button runs the same in a worker
-    assert result.epochs_run == 1 and not result.cancelled
+    result = widget.start()  # blocking: the button runs the same child process in a worker
+    assert result.ok and result.summary["epochs_run"] == 1
     assert widget.history["loss"] and "trained: 1 epochs" in widget.status.value
     assert_readable_training_plot(widget.figure)  # the Qt canvas's figure, redrawn after the epoch
     assert widget.figure.axes[0].lines and len(widget.figure.axes[0].lines[0].get_xdata()) == 1
-    load_model(tmp_path / "one.keras")
+    assert read_card(tmp_path / "one.keras").epochs_run == 1
+    # The model just trained is Detect's model, at once.
+    assert str(detect.model_file.value) == str(tmp_path / "one.keras")
 
-    # In a worker: cancel after the first epoch of many; the model file still appears.
+    # In a worker: cancel after the first epoch of many; the child stops and saves the best model so far.
     widget.epochs.value = 50
     widget.output.value = tmp_path / "cancelled.keras"
     worker = widget.start(block=False)
-    worker.yielded.connect(lambda state: isinstance(state, dict) and widget.cancel())  # an epoch's figures
-    qtbot.waitUntil(lambda: widget.train_button.enabled, timeout=120_000)
-    assert widget.result.cancelled and widget.result.epochs_run < 50
-    model, meta = load_model(tmp_path / "cancelled.keras")
-    assert meta.cancelled is True and model.input_shape == (None, 32, 32, 3)  # small-cnn: the patch size
+    assert not widget.train_button.enabled and widget.cancel_button.enabled
+    qtbot.waitUntil(lambda: bool(widget.history.get("loss")), timeout=120_000)
+    widget.cancel()
+    assert "cancelling" in widget.status.value
+    qtbot.waitUntil(lambda: widget.train_button.enabled, timeout=60_000)
+    assert worker is not None and widget.result.cancelled
+    card = read_card(tmp_path / "cancelled.keras")
+    assert card.cancelled is True and card.epochs_run < 50 and card.input_size == 32  # small-cnn: the patch size
+    assert "cancelled; kept the best model so far" in widget.status.value
 
 
-def test_detect_widget_one_click_heatmap_and_detections(make_napari_viewer, synthetic_model, tmp_path,
-                                                        monkeypatch, capsys):
-    from napari_lymphmet._napari.widgets.detect import DetectWidget
+def test_detect_widget_one_click_heatmap_lesion_table_and_detections(make_napari_viewer, synthetic_model,
+                                                                     tmp_path, monkeypatch):
+    from napari_lymphmet._napari.settings import last_model
+    from napari_lymphmet._napari.widgets._common import camera_of, scale_bar_of
+    from napari_lymphmet.inference import LESION_COLUMNS
+
+    from .conftest import lymphmet
 
     monkeypatch.setenv("NAPARI_LYMPHMET_CACHE", str(tmp_path))
     model_path, slide_path = synthetic_model
@@ -325,55 +354,65 @@ def test_detect_widget_one_click_heatmap_and_detections(make_napari_viewer, synt
     (image,) = viewer.open(str(slide_path), plugin="napari-lymphmet")
     widget = open_widget(viewer, "Detect metastases")
     widget.model_file.value = model_path
-    heat = widget.run()
+    heat = widget.run()  # blocking: the same child process the button starts
     assert heat.name == "Tumor probability" and tuple(heat.contrast_limits) == (0, 1)
     D = heat.metadata["downsample"]
     assert D == 128
-    # Cell (r, c) lies over level-0 [c·D, (c+1)·D): its centre in world µm.
-    np.testing.assert_allclose(heat.data_to_world((2, 3)), image.data_to_world((2 * D + 63.5, 3 * D + 63.5)))
-    assert tuple(heat.scale) == pytest.approx((0.5 * D, 0.5 * D))
+    # Drawn over the tissue at the mask's resolution: pixel (r, c) lies over level-0 [c·m, (c+1)·m) and shows
+    # the cell its centre falls in, or nothing off the tissue.
+    m = heat.metadata["display_downsample"]
+    np.testing.assert_allclose(heat.data_to_world((2, 3)), image.data_to_world((2 * m + (m - 1) / 2,
+                                                                                3 * m + (m - 1) / 2)))
+    assert tuple(heat.scale) == pytest.approx((0.5 * m, 0.5 * m))
+    shown, cells = np.asarray(heat.data), widget._run["heatmap"]
+    r, c = np.unravel_index(np.argmax(shown), shown.shape)
+    assert shown[r, c] == cells[int((r + 0.5) * m // D), int((c + 0.5) * m // D)] > 0.5
+    assert [str(u) for u in heat.units] == ["micrometer"] * 2 and scale_bar_of(viewer).visible
     points = widget.points_layer
     assert points is not None and len(points.data) == len(widget.detections) > 0
     assert list(points.features["confidence"]) == sorted(points.features["confidence"], reverse=True)
-    widget.found.value = [0]  # selecting a detection centres the view on it
-    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-    np.testing.assert_allclose(camera.center[-2:], points.data_to_world(points.data[0])[-2:], atol=1e-3)
+    # The lesion table: a row per detection, sizes in mm; choosing a row selects the point and goes there.
+    assert widget.table.rowCount() == len(widget.detections)
+    assert widget.table.item(0, 2).text() not in ("", "–") and float(widget.table.item(0, 1).text()) > 0
+    widget.table.selectRow(widget.table.rowCount() - 1)
+    last = len(widget.detections) - 1
+    assert set(points.selected_data) == {last}
+    np.testing.assert_allclose(camera_of(viewer).center[-2:], points.data_to_world(points.data[last])[-2:], atol=1e-3)
+    points.selected_data = {0}  # and back: the canvas selects the table's row
+    assert {i.row() for i in widget.table.selectedItems()} == {0} and widget.selected_detection() == 0
+    # Exported with the results: lesions.csv beside detections.csv, one row per detection.
+    folder = widget._run["folder"]
+    rows = (folder / "lesions.csv").read_text().splitlines()
+    assert rows[0].split(",") == list(LESION_COLUMNS) and len(rows) - 1 == len(widget.detections)
     image.visible = False
     shot = viewer.screenshot(canvas_only=True)
     assert shot[..., :3].std() > 10  # the heatmap is drawn
-    assert DetectWidget._last_model() == str(model_path)  # remembered for next time
+    assert last_model() == str(model_path)  # remembered for next time
     # Detections come from the heatmap smoothed by a patch width; at 0 the raw map's lone bright cells
     # (the synthetic slide's pen and dust) are detected too, at once, without predicting again.
     smoothed = len(widget.detections)
     widget.smoothing.value = 0
     assert len(widget.detections) > smoothed and len(widget.points_layer.data) == len(widget.detections)
+    assert widget.table.rowCount() == len(widget.detections)
     assert "detections at smoothing 0" in widget.status.value
-    # Load results: `lymphmet predict`'s folder, through the button; its detections stay as saved.
-    from .conftest import run_main
-
-    code, _, err = run_main(capsys, "-q", "predict", str(slide_path), "--model", str(model_path),
-                            "-o", str(tmp_path / "saved"))
-    assert code == 0, err
+    # Load results: `lymphmet predict`'s folder, through the button, detected at the widget's smoothing.
+    lymphmet("predict", str(slide_path), "--model", str(model_path), "-o", str(tmp_path / "saved"))
     saved = (tmp_path / "saved" / "detections.csv").read_text().count("\n")
+    widget.smoothing.value = 1
     widget.results_dir.value = tmp_path / "saved"
     widget.load_button.native.click()
     assert len(widget.detections) == len(widget.points_layer.data) == saved == smoothed
-    widget.smoothing.value = 2  # no run behind loaded results: nothing to detect again
-    assert len(widget.detections) == saved and widget.status.value.startswith("loaded saved")
+    assert widget.status.value.startswith("loaded saved")
 
 
-@pytest.mark.tf
-def test_predict_writes_an_ome_zarr_heatmap_that_opens_over_the_slide(make_napari_viewer, synthetic_model, tmp_path,
-                                                                      capsys):
+def test_predict_writes_an_ome_zarr_heatmap_that_opens_over_the_slide(make_napari_viewer, synthetic_model, tmp_path):
     """``predict``'s heatmap.ome.zarr, dropped on the viewer: each cell over its level-0 square, in µm."""
     from napari_lymphmet.inference import read_heatmap
 
-    from .conftest import run_main
+    from .conftest import lymphmet
 
     model_path, slide_path = synthetic_model
-    code, summary, err = run_main(capsys, "-q", "predict", str(slide_path), "--model", str(model_path),
-                                  "-o", str(tmp_path / "out"))
-    assert code == 0, err
+    lymphmet("predict", str(slide_path), "--model", str(model_path), "-o", str(tmp_path / "out"))
     store = tmp_path / "out" / "heatmap.ome.zarr"
     heatmap, info = read_heatmap(tmp_path / "out" / "heatmap.tif")
     viewer = make_napari_viewer()
@@ -419,7 +458,8 @@ def test_fifty_slides_opened_used_and_closed_leave_no_open_files(make_napari_vie
     assert counts[49] <= counts[4] + 2, counts  # flat
 
 
-@pytest.mark.tf
+
+
 def test_detect_with_no_model_chosen_runs_the_bundled_model(make_napari_viewer, slide_with_xml, tmp_path,
                                                             monkeypatch):
     monkeypatch.setenv("NAPARI_LYMPHMET_CACHE", str(tmp_path))  # nothing remembered from earlier runs
@@ -446,12 +486,11 @@ def _false_positive(widget, slide_path) -> int:
     return next(i for i, (_, x, y) in enumerate(widget.detections) if not lesions[int(y // D), int(x // D)])
 
 
-@pytest.mark.tf
 def test_correct_and_retrain_loop_lowers_the_marked_false_positive(make_napari_viewer, synthetic_model, tmp_path,
                                                                    monkeypatch):
     """Detect, mark a false positive not tumor (N), outline a lesion, retrain one epoch, re-predict."""
     from napari_lymphmet.annotations import EXCLUSION, TUMOR, read_annotations, read_asap_xml
-    from napari_lymphmet.model import load_model
+    from napari_lymphmet.model import read_card
 
     monkeypatch.setenv("NAPARI_LYMPHMET_CACHE", str(tmp_path))
     model_path, slide_path = synthetic_model
@@ -460,15 +499,15 @@ def test_correct_and_retrain_loop_lowers_the_marked_false_positive(make_napari_v
     widget = open_widget(viewer, "Detect metastases")
     widget.model_file.value = model_path
     widget.smoothing.value = 0  # the raw heatmap: the synthetic pen and dust are one-cell false positives to mark
-    heat = widget.run()
+    assert widget.run() is not None
     corrections = widget.corrections.layer
     assert corrections is not None and corrections.name == "Corrections" and len(corrections.data) == 0
     fp = _false_positive(widget, slide_path)
     _, x, y = widget.detections[fp]
     D = widget._run["downsample"]
-    before = float(np.asarray(heat.data)[int(y // D), int(x // D)])
+    before = float(widget._run["heatmap"][int(y // D), int(x // D)])
     assert before >= widget._run["card"].threshold
-    widget.found.value = [fp]  # pick it in the list, press N on the layer
+    widget.go_to(fp)  # pick it in the table, press N on the layer
     detections = viewer.layers["Detections"]
     assert viewer.layers.selection.active is detections  # picked, ready for N
     (press_n,) = [action for key, action in detections.keymap.items() if str(key) == "N"]
@@ -482,14 +521,15 @@ def test_correct_and_retrain_loop_lowers_the_marked_false_positive(make_napari_v
     saved = widget.corrections.save(tmp_path / "corrections.xml")
     assert [a.label for a in read_annotations(saved)] == [EXCLUSION, TUMOR]
     assert "_2" in saved.read_text()  # not tumor is ASAP's exclusion group
-    tuned, _ = widget.corrections.retrain(epochs=1)
-    assert tuned.accepted and tuned.path.parent == tmp_path / "models" and tuned.path.name.endswith("-ft1.keras")
-    after = float(np.asarray(heat.data)[int(y // D), int(x // D)])  # the same layer, updated in place
-    assert heat in viewer.layers and after < before, (before, after)
-    assert str(widget.model_file.value) == str(tuned.path) and widget.status.value.startswith("retrained")
-    # At the new model's threshold (from the outlines) the marked false positive is no longer detected.
-    assert tuned.threshold["source"] == "corrections" and "threshold" in widget.status.value
-    assert not any(abs(dx - x) <= D and abs(dy - y) <= D for _, dx, dy in widget.detections), (x, y)
-    _, card = load_model(tuned.path)  # safe mode
+    result = widget.corrections.retrain(epochs=1)  # blocking: finetune, then predict, both in child processes
+    assert result is not None and result.summary["accepted"]
+    tuned = Path(str(widget.model_file.value))
+    assert tuned.parent == tmp_path / "models" and tuned.name.endswith("-ft1.keras")
+    after = float(widget._run["heatmap"][int(y // D), int(x // D)])
+    assert widget.heatmap_layer in viewer.layers and after < before, (before, after)
+    card = read_card(tuned)
     assert card.extra["parent"]["model"] == "synthetic.keras"
     assert card.extra["finetune"]["corrections"][0]["not_tumor"] == 1
+    # At the new model's threshold (from the outlines) the marked false positive is no longer detected.
+    assert card.extra["finetune"]["threshold"]["source"] == "corrections"
+    assert not any(abs(dx - x) <= D and abs(dy - y) <= D for _, dx, dy in widget.detections), (x, y)

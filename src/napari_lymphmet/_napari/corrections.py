@@ -16,7 +16,7 @@ import numpy as np
 
 from ..annotations import EXCLUSION, TUMOR, Annotation
 from ..wsi import Slide
-from .layers import CLASS_COLOURS, annotations_from_shapes, slide_scale
+from .layers import annotations_from_shapes, class_shapes_kwargs, set_draw_class
 
 __all__ = ["CORRECTIONS", "DRAW_CHOICES", "add_correction", "corrections_layer_kwargs", "layer_corrections",
            "new_model_version"]
@@ -25,22 +25,18 @@ CORRECTIONS = "Corrections"
 DRAW_CHOICES = [("tumor", TUMOR), ("not tumor", EXCLUSION)]
 
 
-def corrections_layer_kwargs(slide: Slide, *, units: Any = None) -> dict[str, Any]:
+def corrections_layer_kwargs(slide: Slide) -> dict[str, Any]:
     """Keyword arguments for ``viewer.add_shapes``: an empty Corrections layer over ``slide``."""
-    return {"name": CORRECTIONS, "scale": slide_scale(slide), "units": units, "features": {"label": []},
-            "face_color": "transparent", "edge_color": CLASS_COLOURS[TUMOR],
-            "edge_width": max(2.0, max(slide.dimensions) / 500),
-            "metadata": {"kind": "corrections", "slide": slide.path}}
+    return class_shapes_kwargs(slide, name=CORRECTIONS, metadata={"kind": "corrections", "slide": slide.path})
 
 
 def add_correction(layer: Any, exterior_xy: np.ndarray, label: str) -> None:
-    """Add a polygon, level-0 ``(x, y)``, to a Corrections layer, coloured by ``label``."""
+    """Add a polygon, level-0 ``(x, y)``, to a Corrections layer, coloured by ``label``; shapes already there
+    keep their class and colour, and the layer goes on drawing what it drew."""
     default = layer.feature_defaults["label"][0] if len(layer.feature_defaults) else TUMOR
-    layer.feature_defaults["label"] = label
-    layer.current_edge_color = CLASS_COLOURS[label]
+    set_draw_class(layer, label)
     layer.add_polygons([np.asarray(exterior_xy, np.float64)[:, ::-1]])
-    layer.feature_defaults["label"] = default
-    layer.current_edge_color = CLASS_COLOURS[default]
+    set_draw_class(layer, default)
 
 
 def layer_corrections(layer: Any, slide_layer: Any) -> list[Annotation]:

@@ -15,10 +15,16 @@ import numpy as np
 from ..annotations import EXCLUSION, TUMOR, Annotation, rasterize
 from ..wsi import Slide
 
-__all__ = ['CLASS_COLOURS', 'MAX_SHAPES', 'annotation_layer_data', 'annotations_from_shapes', 'labels_layer_data',
-           'mask_geometry', 'shapes_layer_data', 'slide_layer_data', 'slide_scale']
+__all__ = [
+    "CLASS_COLOURS", "MAX_SHAPES", "annotation_layer_data", "annotations_from_shapes", "labels_layer_data",
+    "layer_units", "mask_geometry", "shapes_layer_data", "slide_layer_data", "slide_scale",
+]
 
-CLASS_COLOURS = {TUMOR: "#ff2020", EXCLUSION: "#20d020"}
+# Okabe & Ito's colour-blind-safe pair, the same in every widget: tumor vermillion; not tumor (an
+# exclusion, a normal patch) blue. Red and green would be one colour to a red-green colour-blind reader.
+CLASS_COLOURS = {TUMOR: "#d55e00", EXCLUSION: "#0072b2"}
+NORMAL_COLOUR = CLASS_COLOURS[EXCLUSION]
+CLASS_TEXT = {"string": "{label}", "color": "white", "size": 9, "anchor": "upper_left"}
 MAX_SHAPES = 2000  # above this a Shapes layer becomes sluggish; use Labels instead
 
 
@@ -28,7 +34,9 @@ def slide_scale(slide: Slide) -> tuple[float, float]:
     return (mpp[1], mpp[0]) if mpp else (1.0, 1.0)
 
 
-def _units(slide: Slide) -> tuple[str, str]:
+def layer_units(slide: Slide) -> tuple[str, str]:
+    """Every layer over a slide carries the slide's units (µm, or pixels without an mpp): napari warns when
+    layers' units disagree, and its scale bar reads them."""
     return ("um", "um") if slide.mpp else ("pixel", "pixel")
 
 
@@ -39,7 +47,7 @@ def slide_layer_data(slide: Slide) -> tuple:
         "rgb": True,
         "multiscale": True,
         "scale": slide_scale(slide),
-        "units": _units(slide),
+        "units": layer_units(slide),
         "contrast_limits": (0, 255),
         "metadata": {
             "path": slide.path,
@@ -67,9 +75,10 @@ def shapes_layer_data(annotations: Sequence[Annotation], slide: Slide, *, name: 
         "name": name,
         "shape_type": "polygon",
         "scale": slide_scale(slide),
-        "units": _units(slide),
+        "units": layer_units(slide),
         "features": {"label": labels},
         "edge_color": [CLASS_COLOURS[label] for label in labels] if labels else CLASS_COLOURS[TUMOR],
+        "text": CLASS_TEXT if labels else None,
         "face_color": "transparent",
         # In data px: visible at the overview, thin at full resolution.
         "edge_width": max(2.0, max(slide.dimensions) / 500),
@@ -101,7 +110,7 @@ def labels_layer_data(annotations: Sequence[Annotation], slide: Slide, *, name: 
         "name": name,
         "scale": scale,
         "translate": translate,
-        "units": _units(slide),
+        "units": layer_units(slide),
         "opacity": 0.5,
         "metadata": {"slide": slide.path, "source": source, "downsample": downsample},
     }
@@ -158,3 +167,31 @@ def annotations_from_shapes(layer: Any, slide_layer: Any | None = None) -> tuple
         label = labels[i] if labels and labels[i] in (TUMOR, EXCLUSION) else TUMOR
         out.append(Annotation(verts[:, ::-1].copy(), label, name=f"Annotation {i}"))
     return out, skipped
+
+
+def class_shapes_kwargs(slide: Slide, *, name: str, label: str = TUMOR, metadata: dict | None = None) -> dict:
+    """Keyword arguments for ``viewer.add_shapes``: an empty layer to draw tumor / not-tumor outlines in.
+
+    Each shape's class is its ``label`` feature, shown as its colour and as text.
+    """
+    return {"name": name, "scale": slide_scale(slide), "units": layer_units(slide),
+            "features": {"label": np.array([], dtype=object)}, "feature_defaults": {"label": label},
+            "face_color": "transparent", "edge_color": CLASS_COLOURS[label], "text": CLASS_TEXT,
+            "edge_width": max(2.0, max(slide.dimensions) / 500), "metadata": metadata or {"slide": slide.path}}
+
+
+def set_draw_class(layer: Any, label: str) -> None:
+    """Draw the next shapes of ``layer`` as ``label``, leaving every shape already drawn as it is.
+
+    napari applies a new current colour to the *selected* shapes, and the
+    shape just drawn stays selected: so nothing is selected first.
+    """
+    layer.selected_data = set()
+    layer.feature_defaults["label"] = label
+    layer.current_edge_color = CLASS_COLOURS[label]
+
+
+def class_legend_html() -> str:
+    """The class colours as a one-line legend for a widget label."""
+    names = {TUMOR: "tumor", EXCLUSION: "not tumor (exclusion)"}
+    return "&nbsp;&nbsp;".join(f'<span style="color:{CLASS_COLOURS[k]}">■</span> {v}' for k, v in names.items())

@@ -7,20 +7,32 @@ import logging
 import warnings
 from pathlib import Path
 
-from ..annotations import GEOJSON_SUFFIXES, read_annotations
+from ..annotations import GEOJSON_SUFFIXES, check_within, read_annotations
 from ..errors import InputError, SlideError
 from ..wsi import SLIDE_SUFFIXES, open_slide
 from .layers import annotation_layer_data, slide_layer_data
-from .results import results_folder, results_layer_data
+from .results import heatmap_colormap, results_folder, results_layer_data
 
-__all__ = ['get_annotation_reader', 'get_heatmap_reader', 'get_reader', 'get_results_reader']
+__all__ = ['SLIDE_ONLY_SUFFIXES', 'get_annotation_reader', 'get_heatmap_reader', 'get_reader', 'get_results_reader',
+           'prefer_for_slides']
 
 log = logging.getLogger(__name__)
 
 
 
+# Suffixes that only whole-slide images use: for these the plugin asks napari to be the preferred reader.
+# .tif/.tiff/.dcm stay a choice (plain images use them too).
+SLIDE_ONLY_SUFFIXES = (".svs", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif")
+
+
 def get_reader(path: str | list[str]):
-    """Return a reader for slide files OpenSlide can open, else ``None``."""
+    """A reader for a slide file OpenSlide can open; for one it cannot, a reader that says why.
+
+    napari asks this plugin only for the suffixes it claims (or when the
+    user chose it): declining would leave the user napari's generic "refused
+    the file", so a file that is not a readable slide gets a notification
+    naming it and the reason, and opens nothing.
+    """
     if isinstance(path, list):
         if len(path) != 1:
             return None
@@ -30,16 +42,52 @@ def get_reader(path: str | list[str]):
     try:
         slide = open_slide(path)
     except SlideError as exc:
-        log.info("napari-lymphmet declines %s: %s", Path(path).name, exc)
-        return None
-    except Exception as exc:  # detection must never raise into napari
-        log.warning("napari-lymphmet declines %s: unexpected %r", path, exc)
-        return None
+        return _refusal(path, str(exc))
+    except Exception as exc:  # reading must never raise into napari
+        log.warning("napari-lymphmet cannot open %s: unexpected %r", path, exc)
+        return _refusal(path, f"unexpected error: {exc}")
 
     def read(_path):
         return [slide_layer_data(slide)]
 
     return read
+
+
+def _refusal(path: str, reason: str):
+    """A reader that opens nothing and shows why, in one line naming the file."""
+    name = Path(path).name
+    reason = " ".join(reason.split())
+    text = reason if name in reason else f"{name}: {reason}"
+    if Path(path).suffix.lower() not in SLIDE_ONLY_SUFFIXES:
+        text += " (to open it as a plain image, use File ▸ Open with Plugin ▸ napari builtins)"
+
+    def read(_path):
+        from napari.utils.notifications import show_error
+
+        log.info("napari-lymphmet: %s", text)
+        show_error(f"napari-lymphmet cannot open {text}")
+        return [(None,)]  # napari's sentinel for "nothing to add", not a failure
+
+    return read
+
+
+def prefer_for_slides(*_args) -> list[str]:
+    """Make this plugin napari's reader for the slide-only suffixes the user has not assigned; the ones set.
+
+    Without it, dropping an SVS asks which reader to use, and napari's
+    builtin one opens a flat image the widgets cannot use. Runs when the
+    plugin activates (``on_activate`` in the manifest).
+    """
+    try:
+        from napari.settings import get_settings
+    except ImportError:  # pragma: no cover (napari is a dependency)
+        return []
+    plugins = get_settings().plugins
+    chosen = dict(plugins.extension2reader)
+    added = [f"*{suffix}" for suffix in SLIDE_ONLY_SUFFIXES if f"*{suffix}" not in chosen]
+    if added:
+        plugins.extension2reader = {**chosen, **dict.fromkeys(added, "napari-lymphmet")}
+    return added
 
 
 def _looks_like_annotations(path: Path) -> bool:
@@ -161,6 +209,7 @@ def get_annotation_reader(path: str | list[str]):
                 offset = tuple(_predictions_info(path).get("geojson_offset") or (0, 0)) \
                     if path.suffix.lower() != ".xml" else (0, 0)
                 anns = read_annotations(path, offset=offset)
+                check_within(anns, slide.dimensions, source=path.name)
         except InputError as exc:
             show_warning(str(exc))
             return [(None,)]
@@ -204,7 +253,7 @@ def get_heatmap_reader(path: str | list[str]):
         units = (heatmap.unit or "pixel",) * 2
         data = heatmap.levels if len(heatmap.levels) > 1 else heatmap.levels[0]
         return [(data, {"name": f"Tumor probability ({path.parent.name})", "scale": heatmap.scale,
-                        "translate": heatmap.translate, "units": units, "colormap": "turbo", "opacity": 0.5,
+                        "translate": heatmap.translate, "units": units, "colormap": heatmap_colormap(), "opacity": 1.0,
                         "contrast_limits": (0.0, 1.0), "blending": "translucent",
                         "multiscale": len(heatmap.levels) > 1, "metadata": {"source": str(path)}}, "image")]
 

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
 from ..wsi import Slide
-from .layers import mask_geometry, shapes_layer_data, slide_scale
+from .layers import layer_units, mask_geometry, shapes_layer_data, slide_scale
 
-__all__ = ["detections_layer_data", "heatmap_layer_data", "is_results_folder", "mask_layer_data", "results_folder",
-           "results_layer_data"]
+__all__ = [
+    "detections_layer_data", "heatmap_colormap", "heatmap_layer_data", "is_results_folder", "mask_layer_data",
+    "results_folder", "results_layer_data", "tissue_heatmap",
+]
 
 
 def results_folder(path: str | Path) -> Path | None:
@@ -34,22 +37,82 @@ def is_results_folder(path: str | Path) -> bool:
     return results_folder(path) is not None
 
 
+def heatmap_colormap() -> Any:
+    """napari's colormap for tumor probability: transparent up to ``HEATMAP_FLOOR``, then viridis, more opaque
+    as the probability rises (:mod:`napari_lymphmet.figures.heatmap`)."""
+    from napari.utils.colormaps import Colormap
+
+    from ..figures import heatmap_rgba
+
+    colours = heatmap_rgba(256)
+    return Colormap(colors=colours, controls=np.linspace(0, 1, len(colours)), name="lymphmet tumor probability")
+
+
+def tissue_heatmap(heatmap: np.ndarray, downsample: float, tissue_mask: np.ndarray,
+                   tissue_downsample: float) -> np.ndarray:
+    """The heatmap drawn at the tissue mask's resolution, 0 wherever the mask has no tissue.
+
+    A heatmap cell is a patch wide, so a cell at the tissue's edge covers
+    glass too; drawn per cell, it would tint that glass. Each mask pixel
+    takes the cell its centre falls in.
+
+    Parameters
+    ----------
+    heatmap : (rows, cols) float array, one cell per ``downsample`` level-0 px
+    tissue_mask : (h, w) bool array, one pixel per ``tissue_downsample`` level-0 px
+
+    Returns
+    -------
+    (h, w) float32 array
+    """
+    h, w = tissue_mask.shape
+    rows = np.minimum(((np.arange(h) + 0.5) * tissue_downsample // downsample).astype(np.int64), heatmap.shape[0] - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * tissue_downsample // downsample).astype(np.int64), heatmap.shape[1] - 1)
+    return np.where(tissue_mask, heatmap[np.ix_(rows, cols)], 0).astype(np.float32)
+
+
 def heatmap_layer_data(heatmap: np.ndarray, slide: Slide, downsample: float, *, name: str,
-                       source: str | None = None) -> tuple:
-    """``(data, kwargs, "image")``: probabilities 0–1 in turbo, each cell exactly over its level-0 square."""
-    scale, translate = mask_geometry(slide, downsample)
-    return heatmap, {"name": name, "colormap": "turbo", "opacity": 0.5, "contrast_limits": (0.0, 1.0),
-                     "scale": scale, "translate": translate, "blending": "translucent",
-                     "metadata": {"kind": "heatmap", "slide": slide.path, "downsample": downsample,
-                                  "source": source}}, "image"
+                       source: str | None = None, threshold: float | None = None, tissue: Any = None) -> tuple:
+    """``(data, kwargs, "image")``: probabilities 0–1 over the slide.
+
+    With ``tissue`` (a :class:`~napari_lymphmet.tissue.Tissue`) the layer is
+    drawn over the tissue only, at the mask's resolution
+    (:func:`tissue_heatmap`); without it, each cell exactly over its
+    level-0 square. Either way off-tissue cells (0) and low probabilities
+    are transparent, so glass and normal tissue look as they do without the
+    overlay. ``metadata["downsample"]`` is the cells' size; ``threshold`` is
+    kept for the legend.
+    """
+    shown = downsample if tissue is None else float(tissue.downsample)
+    data = heatmap if tissue is None else tissue_heatmap(heatmap, downsample, tissue.mask, tissue.downsample)
+    scale, translate = mask_geometry(slide, shown)
+    return data, {"name": name, "colormap": heatmap_colormap(), "opacity": 1.0, "contrast_limits": (0.0, 1.0),
+                  "scale": scale, "translate": translate, "units": layer_units(slide),
+                  "blending": "translucent", "interpolation2d": "nearest",
+                  "metadata": {"kind": "heatmap", "slide": slide.path, "downsample": downsample,
+                               "display_downsample": shown, "source": source, "threshold": threshold}}, "image"
 
 
-def detections_layer_data(detections: np.ndarray, slide: Slide, *, name: str, source: str | None = None) -> tuple:
-    """``(data, kwargs, "points")``: ``(N, 3)`` ``(confidence, x, y)`` detections as yellow rings on the slide."""
+def detections_layer_data(detections: np.ndarray, slide: Slide, *, name: str, source: str | None = None,
+                          lesions: list | None = None) -> tuple:
+    """``(data, kwargs, "points")``: ``(N, 3)`` ``(confidence, x, y)`` detections as rings on the slide.
+
+    Each point's features are its rank and confidence, and, given its
+    :class:`~napari_lymphmet.inference.Lesion`, its size; a point's text is
+    its rank, so the canvas and the lesion table name it alike.
+    """
     points = detections[:, [2, 1]] - 0.5 if len(detections) else np.zeros((0, 2))  # pixel centres, (row, col)
-    return points, {"name": name, "scale": slide_scale(slide), "size": max(slide.dimensions) / 60,
-                    "face_color": "transparent", "border_color": "yellow", "border_width": 0.15,
-                    "features": {"confidence": detections[:, 0] if len(detections) else np.zeros(0)},
+    n = len(points)
+    features = {"rank": np.arange(1, n + 1), "confidence": detections[:, 0] if n else np.zeros(0)}
+    if lesions is not None and len(lesions) == n:
+        features["area_mm2"] = np.array([np.nan if le.area_mm2 is None else le.area_mm2 for le in lesions])
+        features["major_axis_mm"] = np.array([np.nan if le.major_axis_mm is None else le.major_axis_mm
+                                              for le in lesions])
+    return points, {"name": name, "scale": slide_scale(slide), "units": layer_units(slide),
+                    "size": max(slide.dimensions) / 60, "face_color": "transparent", "border_color": "#ff00ff",
+                    "border_width": 0.15, "features": features,
+                    "text": {"string": "{rank}", "color": "#ff00ff", "size": 10, "anchor": "upper_left"} if n
+                    else None,
                     "metadata": {"kind": "detections", "source": source}}, "points"
 
 
@@ -72,8 +135,10 @@ def results_layer_data(folder: str | Path, slide: Slide) -> list[tuple]:
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
         raise InputError(f"{folder / 'heatmap.tif'}: not a heatmap written by lymphmet predict ({exc})") from None
     label = Path(info.get("slide") or folder.name).stem
+    from ..tissue import tissue_for
+
     layers = [heatmap_layer_data(heatmap, slide, downsample, name=f"Tumor probability ({label})",
-                                 source=str(folder))]
+                                 source=str(folder), threshold=info.get("threshold"), tissue=tissue_for(slide))]
     detections_file = folder / "detections.csv"
     if detections_file.is_file():
         detections = read_detections(detections_file, dimensions=slide.dimensions)
@@ -96,7 +161,9 @@ def mask_layer_data(mask_path: str | Path, slide_path: str | Path) -> tuple:
     saved = load_mask(mask_path)
     with open_slide(slide_path) as slide:
         scale, translate = mask_geometry(slide, saved.downsample)
+        units = layer_units(slide)
     return saved.mask.astype(np.uint8), {
         "name": f"{Path(slide_path).stem} tissue", "scale": scale, "translate": translate, "opacity": 0.35,
+        "units": units,
         "metadata": {"kind": "tissue", "slide": str(slide_path), "downsample": saved.downsample,
                      "source": str(mask_path)}}, "labels"

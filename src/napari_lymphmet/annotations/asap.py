@@ -100,6 +100,20 @@ def read_asap_xml(path: str | os.PathLike) -> list[Annotation]:
     return out
 
 
+def _distinct_vertices(xy: np.ndarray) -> np.ndarray:
+    """A ring as ASAP writes it: each vertex once, no repeat of a vertex in a row, the ring left open.
+
+    A polygon drawn in napari starts with its first click twice.
+    """
+    xy = np.asarray(xy, float)
+    keep = np.ones(len(xy), bool)
+    keep[1:] = np.any(np.diff(xy, axis=0) != 0, axis=1)
+    xy = xy[keep]
+    if len(xy) > 1 and np.array_equal(xy[0], xy[-1]):
+        xy = xy[:-1]
+    return xy
+
+
 def write_asap_xml(path: str | os.PathLike, annotations: Sequence[Annotation | np.ndarray], *,
                    group: str | None = None) -> None:
     """Write annotations as an ASAP XML file that CAMELYON tools read, atomically.
@@ -126,9 +140,9 @@ def write_asap_xml(path: str | os.PathLike, annotations: Sequence[Annotation | n
     annotations_node = ET.SubElement(root, "Annotations")
     for i, (xy, part) in enumerate(rows):
         ann = ET.SubElement(annotations_node, "Annotation", Name=f"Annotation {i}", Type="Polygon",
-                            PartOfGroup=part, Color="#F4FA58")
+                            PartOfGroup=part, Color=GROUP_COLOURS.get(part, "#F4FA58"))
         coords = ET.SubElement(ann, "Coordinates")
-        for order, (x, y) in enumerate(np.asarray(xy, float)):
+        for order, (x, y) in enumerate(_distinct_vertices(xy)):
             ET.SubElement(coords, "Coordinate", Order=str(order), X=repr(float(x)), Y=repr(float(y)))
     groups = ET.SubElement(root, "AnnotationGroups")
     for part in dict.fromkeys(p for _, p in rows):

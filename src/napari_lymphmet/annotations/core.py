@@ -16,6 +16,8 @@ from enum import Enum
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["CLASSES", "EXCLUSION", "EXCLUSION_GROUPS", "NORMAL", "TUMOR", "TUMOR_GROUPS", "UNCERTAIN", "Annotation",
            "AnnotationWarning", "Label", "check_within", "polygon_area", "summarize"]
 
@@ -91,11 +93,19 @@ def check_within(annotations: Sequence[Annotation], dimensions: tuple[int, int],
                  margin: float = 0.05) -> int:
     """Warn about polygons reaching far outside a slide; returns how many.
 
+    Raises :class:`InputError` when no polygon overlaps the slide at all:
+    then every patch would be labelled normal without a word.
+
     "Far" is more than ``margin`` of the slide's long side beyond its edge,
     which usually means the file belongs to another slide, or needs a bounds
     offset.
     """
     w, h = dimensions
+    if annotations and not any(_overlaps(ann.exterior, w, h) for ann in annotations):
+        ext = np.concatenate([ann.exterior for ann in annotations])
+        raise InputError(f"{source}: none of its {len(annotations)} polygons lies on the slide ({w} × {h} px; "
+                         f"they span x {ext[:, 0].min():.0f}..{ext[:, 0].max():.0f}, y {ext[:, 1].min():.0f}.."
+                         f"{ext[:, 1].max():.0f}): annotations of another slide, or in another coordinate frame")
     slack = margin * max(w, h)
     bad = 0
     for ann in annotations:
@@ -106,6 +116,10 @@ def check_within(annotations: Sequence[Annotation], dimensions: tuple[int, int],
                 f"{source}: {ann.name or 'a polygon'}: reaches ({x.min():.0f}..{x.max():.0f}, "
                 f"{y.min():.0f}..{y.max():.0f}), far outside the {w} × {h} slide; it is clipped"), stacklevel=2)
     return bad
+
+
+def _overlaps(xy: np.ndarray, w: int, h: int) -> bool:
+    return bool(xy[:, 0].max() > 0 and xy[:, 0].min() < w and xy[:, 1].max() > 0 and xy[:, 1].min() < h)
 
 
 def summarize(annotations: Sequence[Annotation], mpp: tuple[float, float] | None) -> dict:

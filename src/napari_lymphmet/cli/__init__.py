@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Sequence
 
 from ..errors import InputError
-from ._console import Command, _finite, _one_line, _show_warning
+from ._console import Command, _Events, _finite, _one_line, _show_warning
 from .parser import build_parser
 
 __all__ = ['build_parser', 'main']
@@ -37,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["LYMPHMET_DEBUG"] = "1"
     command: Command = args.func
     warnings.showwarning = _show_warning
+    _Events.enabled = bool(getattr(args, "events", False))
+    _sigterm_as_sigint()
     try:
         summary = command(args)
     except (InputError, OSError) as exc:  # a ValueError from our code is a bug: traceback
@@ -54,3 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     return code
 
+
+
+def _sigterm_as_sigint() -> None:
+    """SIGTERM (a scheduler, ``systemctl``, the napari plugin's Cancel) stops a command as Ctrl-C does."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)

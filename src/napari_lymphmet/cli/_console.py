@@ -4,16 +4,89 @@
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
-from pathlib import Path
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 
 __all__ = ['Command']
 
 Command = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+class _Events:
+    """``--events``: progress as JSON lines on stdout, before the summary line, for front ends (the napari plugin).
+
+    Every event is one object with an ``event`` key: ``progress`` (label,
+    done, total, seconds), ``epoch`` (a training epoch's figures), ``grid``
+    and ``cells`` (a heatmap's geometry, then its newly predicted cells as
+    flat indices and probabilities).
+    """
+
+    enabled = False
+    _lock = threading.Lock()
+
+    @classmethod
+    def emit(cls, event: str, **fields: Any) -> None:
+        if not cls.enabled:
+            return
+        line = json.dumps({"event": event, **_finite(fields)})
+        with cls._lock:  # reader threads and the model's thread both report
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+
+class _LiveCells:
+    """``--events``: a slide's heatmap as it fills in, at most every ``every`` seconds (cells not yet sent)."""
+
+    def __init__(self, slide_id: str, grid: Any, *, every: float = 0.5) -> None:
+        self.slide_id, self.every = slide_id, every
+        self._sent = np.zeros((grid.rows, grid.cols), np.float32)
+        self._last = 0.0
+        _Events.emit("grid", slide=slide_id, rows=grid.rows, cols=grid.cols, downsample=grid.downsample)
+
+    def __call__(self, heatmap: np.ndarray) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        changed = np.flatnonzero(heatmap != self._sent)
+        if not len(changed):
+            return
+        values = heatmap.ravel()[changed]
+        self._sent.ravel()[changed] = values
+        _Events.emit("cells", slide=self.slide_id, index=changed.tolist(),
+                     p=np.round(values.astype(float), 4).tolist())
+
+
+@contextmanager
+def _cancel_on_signal() -> Iterator[threading.Event]:
+    """An event set by the first SIGINT or SIGTERM (the job then saves what it has and stops); a second one
+    interrupts at once."""
+    cancel = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield cancel
+        return
+
+    def handler(signum, frame) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("stopping after this batch (again to stop at once)", file=sys.stderr, flush=True)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield cancel
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class _Progress:
@@ -31,6 +104,12 @@ class _Progress:
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
+        if _Events.enabled:
+            if now - self._last >= 0.2 or done >= total:
+                self._last = now
+                _Events.emit("progress", label=self.label, done=int(done), total=int(total),
+                             seconds=round(now - self._start, 2))
+            return
         if self.quiet or (now - self._last < (0.5 if self._tty else 5.0) and done < total):
             return
         self._last = now

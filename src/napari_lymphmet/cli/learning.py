@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ._console import _Progress
+from ._console import _cancel_on_signal, _Events, _Progress
 
 __all__ = []
 
@@ -81,18 +81,21 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
 
     def progress(state: dict) -> None:
         if state.get("end_of_epoch"):
-            if not args.quiet:
+            _Events.emit("epoch", **{k: v for k, v in state.items() if k != "end_of_epoch"})
+            if not args.quiet and not _Events.enabled:
                 extra = f", val AUC {state['val_auc']:.3f}" if "val_auc" in state else ""
                 print(f"\repoch {state['epoch']}/{state['epochs']}: loss {state['loss']:.4f}{extra}",
                       file=sys.stderr, flush=True)
-        else:
-            meter(state["batch"], state["batches"])
+        else:  # over the whole run, so the meter and a front end's bar reach 100 % once
+            meter(state["epoch"] * state["batches"] + state["batch"], state["epochs"] * state["batches"])
 
-    result = train(train_table, val_table, args.output, config, progress=progress)
+    with _cancel_on_signal() as cancel:  # Ctrl-C, SIGTERM: stop after this batch, keep the best model so far
+        result = train(train_table, val_table, args.output, config, progress=progress, cancel=cancel)
     meta = result.card.to_dict()
     return {"model": str(result.path), "backbone": config.backbone, "validation": meta.get("validation"),
             "threshold": meta["threshold"], "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1),
-            "train": meta["training"]["train"], "val_slides": (meta["training"]["validation"] or {}).get("slides")}
+            "train": meta["training"]["train"], "val_slides": (meta["training"]["validation"] or {}).get("slides"),
+            "cancelled": result.cancelled}
 
 
 def _models(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,7 +135,8 @@ def _finetune(args: argparse.Namespace) -> dict[str, Any] | tuple[dict[str, Any]
         if stage == "train" and not state.get("end_of_epoch"):
             meter(state["batch"] + (state["epoch"]) * state["batches"], state["batches"] * state["epochs"])
 
-    result = finetune(args.model, corrections, args.output, config, progress=progress)
+    with _cancel_on_signal() as cancel:
+        result = finetune(args.model, corrections, args.output, config, progress=progress, cancel=cancel)
     for text in result.warnings:
         print(f"warning: {text}", file=sys.stderr, flush=True)
     summary = result.summary()

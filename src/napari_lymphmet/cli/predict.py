@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ._console import _Progress
+from ._console import _Events, _LiveCells, _Progress
 
 __all__ = []
 
@@ -39,14 +39,17 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     if not slides:
         raise InputError(f"{', '.join(args.slides)}: no slide files found")
     rows, done, failed = [], [], []
-    for result in predict_slides(slides, args.model, args.output, options, keep_going=True,
+    live = _LiveCells if args.events else None
+    for result in predict_slides(slides, args.model, args.output, options, keep_going=True, live=live,
                                  progress=lambda slide_id: _Progress(f"predict {slide_id}", quiet=args.quiet)):
         rows.append(cohort_row(result))
         if isinstance(result, SlideFailure):  # reported, and the next slide goes on
             print(f"warning: {result.error}", file=sys.stderr, flush=True)
             failed.append({"slide": result.slide, "error": result.error})
+            _Events.emit("slide", slide=result.slide, error=result.error)
         else:
             done.append(result.summary())
+            _Events.emit("slide", slide=result.slide, folder=str(result.out_dir))
     Path(args.output).mkdir(exist_ok=True)
     cohort = write_cohort(args.output, rows)
     if not done:  # exit 2 only when nothing could be predicted

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .core import new_figure
+from .heatmap import HEATMAP_FLOOR, heatmap_rgba
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -16,8 +17,7 @@ __all__ = ["overlay_figure"]
 
 
 def overlay_figure(thumbnail: np.ndarray, heatmap: np.ndarray, *, extent_um: tuple[float, float] | None = None,
-                   heatmap_fraction: tuple[float, float] = (1.0, 1.0), alpha: float = 0.55, floor: float = 0.05,
-                   title: str | None = None) -> Figure:
+                   heatmap_fraction: tuple[float, float] = (1.0, 1.0), title: str | None = None) -> Figure:
     """Tumor probability over the slide, colour bar 0–1 with ticks.
 
     Parameters
@@ -25,8 +25,9 @@ def overlay_figure(thumbnail: np.ndarray, heatmap: np.ndarray, *, extent_um: tup
     thumbnail : (H, W, 3 or 4) uint8
         The slide, downsampled.
     heatmap : (rows, cols) float
-        Probabilities in [0, 1] covering the same area; cells at or below
-        ``floor`` (off tissue, or clearly normal) are left transparent.
+        Probabilities in [0, 1] covering the same area, in the viewer's
+        colours (:func:`heatmap_rgba`): cells at or below ``HEATMAP_FLOOR``
+        (off tissue, or clearly normal) are left transparent.
     extent_um : (width, height), optional
         The slide's size in µm, for axes in mm; without it the axes count
         thumbnail pixels.
@@ -47,14 +48,17 @@ def overlay_figure(thumbnail: np.ndarray, heatmap: np.ndarray, *, extent_um: tup
         ax.set_xlabel("x (thumbnail px)")
         ax.set_ylabel("y (thumbnail px)")
     ax.imshow(thumbnail[..., :3], extent=extent, interpolation="antialiased")
-    heat = np.ma.masked_less_equal(np.asarray(heatmap, np.float32), floor)
+    from matplotlib.colors import ListedColormap
+
+    colours = ListedColormap(heatmap_rgba())
     fx, fy = heatmap_fraction
-    shown = ax.imshow(heat, cmap="turbo", vmin=0, vmax=1, alpha=alpha, interpolation="nearest",
+    shown = ax.imshow(np.asarray(heatmap, np.float32), cmap=colours, vmin=0, vmax=1, interpolation="nearest",
                       extent=(0.0, extent[1] * fx, extent[2] * fy, 0.0))
     ax.set_xlim(0, extent[1])
     ax.set_ylim(extent[2], 0)
     bar = figure.colorbar(shown, ax=ax, fraction=0.05, pad=0.02, ticks=np.linspace(0, 1, 6))
     bar.solids.set_alpha(1)  # the bar shows the colours at full strength
+    bar.ax.axhspan(0, HEATMAP_FLOOR, color="white", zorder=3)  # not drawn on the slide
     bar.set_label("tumor probability")
     if title:
         ax.set_title(title)

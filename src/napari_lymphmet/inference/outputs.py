@@ -1,4 +1,4 @@
-"""Outputs: split from inference.py."""
+"""A slide's result files: heatmap (TIFF, OME-Zarr, JSON), overlay, detections, lesions and tumor regions."""
 
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 from ..io import atomic_path
 from ..annotations import write_asap_xml, write_geojson, write_geojson_points
 from .detect import DETECTION_SMOOTHING, detect, detection_sigma, slide_score
+from .lesions import measure_lesions, write_lesions_csv
 from .regions import region_annotations, tumor_regions
 from .omezarr import write_heatmap_zarr
 from ..errors import InputError
@@ -27,7 +28,8 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
 
     ``heatmap.tif``, ``heatmap.ome.zarr``, ``heatmap.json``, ``overlay.png``;
     ``detections.csv`` (CAMELYON16) and ``detections.geojson`` (QuPath
-    points with a ``probability`` measurement); ``tumor_regions.geojson``
+    points with a ``probability`` measurement); ``lesions.csv`` (each
+    detection's region: area and major axis in mm); ``tumor_regions.geojson``
     and ``tumor_regions.xml`` (ASAP): the connected regions above
     ``threshold`` as polygons in level-0 px. Detections and regions are
     found on the heatmap smoothed by ``smooth`` patch widths (0: as is);
@@ -74,6 +76,9 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
         # CAMELYON16 submission format: confidence,X,Y per line, level-0 px, no header.
         tmp.write_text("".join(f"{c:.6f},{x:.0f},{y:.0f}\n" for c, x, y in detections))
     offset = tuple(float(v) for v in slide.bounds[:2]) if slide.bounds else (0.0, 0.0)
+    lesions = measure_lesions(result.heatmap, grid.downsample, detections, threshold=threshold, smooth=sigma,
+                              mpp=slide.mean_mpp if slide.mpp else None)
+    write_lesions_csv(out / "lesions.csv", lesions)
     write_geojson_points(out / "detections.geojson", detections[:, 1:], offset=offset,
                          measurements={"probability": detections[:, 0]})
     write_geojson(out / "tumor_regions.geojson", region_annotations(regions), offset=offset,
@@ -83,7 +88,7 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
     return {"heatmap": str(out / "heatmap.tif"), "heatmap_zarr": str(out / "heatmap.ome.zarr"),
             "heatmap_json": str(out / "heatmap.json"),
             "overlay": str(out / "overlay.png"), "detections": str(out / "detections.csv"),
-            "detections_geojson": str(out / "detections.geojson"),
+            "detections_geojson": str(out / "detections.geojson"), "lesions": str(out / "lesions.csv"),
             "tumor_regions_geojson": str(out / "tumor_regions.geojson"),
             "tumor_regions_xml": str(out / "tumor_regions.xml"),
             "n_detections": int(len(detections)), "tumor_area_mm2": info["tumor_area_mm2"]}

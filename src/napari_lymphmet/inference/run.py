@@ -272,14 +272,20 @@ def iter_predict(
 
 
 def predict_slide(slide: Slide, model: Any, card: ModelCard, *, progress: Callable[[int, int], None] | None = None,
-                  cancel: threading.Event | None = None, **options) -> PredictResult:
-    """Run :func:`iter_predict` to the end (or until ``cancel``); see it for the options."""
+                  live: Callable[[np.ndarray], None] | None = None, cancel: threading.Event | None = None,
+                  **options) -> PredictResult:
+    """Run :func:`iter_predict` to the end (or until ``cancel``); see it for the options.
+
+    ``progress(done, total)`` and ``live(heatmap)`` (the live array, do not keep it) follow each batch.
+    """
     steps = iter_predict(slide, model, card, cancel=cancel, **options)
     try:
         while True:
-            _, done, total = next(steps)
+            heatmap, done, total = next(steps)
             if progress is not None:
                 progress(done, total)
+            if live is not None:
+                live(heatmap)
     except StopIteration as stop:
         return stop.value
     finally:

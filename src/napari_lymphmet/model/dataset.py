@@ -150,11 +150,11 @@ def split_by_slide(table: PatchTable, *, fraction: float = 0.25, seed: int = 0) 
     """Hold out whole slides (about ``fraction`` of the patches) for validation.
 
     Prefers a hold-out that has both classes; returns an empty validation
-    table when there are fewer than two known slides. Patches of unknown
+    table when there are fewer than two known slides, or ``fraction`` is 0. Patches of unknown
     slides always stay in training.
     """
     slides = np.unique(table.slides[table.slides != ""])
-    if len(slides) < 2:
+    if len(slides) < 2 or fraction <= 0:  # 0: train on everything, no validation
         return table, table.subset(np.zeros(len(table), bool))
     rng = np.random.default_rng(seed)
     best, best_score = None, None

@@ -5,6 +5,7 @@ They sit above the core topics and below ``cli`` and ``_napari``.
 
 from __future__ import annotations
 
+from .background import BackgroundCommand, CommandResult
 from .demo import run_demo
 from .catalog import SlideEntry, SlideFacts, companions, list_slides, results_for, slide_facts, with_results
 from .cohort import CSV_COLUMNS, CohortRow, cohort_row, write_cohort
@@ -13,8 +14,8 @@ from .finetune import FinetuneConfig, FinetuneResult, finetune
 from .predict import PredictOptions, SlideFailure, SlidePrediction, predict_slides
 
 __all__ = [
-    "CSV_COLUMNS", "CohortRow", "Corrections", "CorrectionsThreshold", "FinetuneConfig", "FinetuneResult",
-    "PredictOptions", "SlideEntry", "SlideFacts", "SlideFailure", "SlidePrediction", "cohort_row", "companions",
-    "corrections_threshold", "finetune", "list_slides", "predict_slides", "results_for", "run_demo", "slide_facts",
-    "with_results", "write_cohort",
+    "BackgroundCommand", "CSV_COLUMNS", "CohortRow", "CommandResult", "Corrections", "CorrectionsThreshold",
+    "FinetuneConfig", "FinetuneResult", "PredictOptions", "SlideEntry", "SlideFacts", "SlideFailure",
+    "SlidePrediction", "cohort_row", "companions", "corrections_threshold", "finetune", "list_slides",
+    "predict_slides", "results_for", "run_demo", "slide_facts", "with_results", "write_cohort",
 ]

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..inference import (DETECTION_SMOOTHING, PredictResult, ScreenConfig, model_id, predict_slide, slide_score,
-                         write_outputs)
+import numpy as np
+
+from ..inference import (DETECTION_SMOOTHING, HeatmapGrid, PredictResult, ScreenConfig, grid_for, model_id,
+                         predict_slide, slide_score, write_outputs)
 from ..model import load_model, resolve_model
 from ..tissue import MASK_SUFFIXES, find_companion, tissue_for
 from ..wsi import open_slide
@@ -26,6 +28,7 @@ from ..wsi import open_slide
 __all__ = ["PredictOptions", "SlideFailure", "SlidePrediction", "predict_slides"]
 
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
+LiveFactory = Callable[[str, HeatmapGrid], Callable[[np.ndarray], None]]
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class SlideFailure:
 
 def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.PathLike | None, out: str | os.PathLike,
                    options: PredictOptions = PredictOptions(), *, progress: ProgressFactory | None = None,
-                   keep_going: bool = False,
+                   live: LiveFactory | None = None, keep_going: bool = False,
                    cancel: threading.Event | None = None) -> Iterator[SlidePrediction | SlideFailure]:
     """Predict each slide in turn, yielding its result as soon as its files are written.
 
@@ -97,6 +100,9 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
     read yields a :class:`SlideFailure` and the others go on. Setting
     ``cancel`` stops after the current batch: that slide keeps its
     checkpoint, writes no outputs, and nothing more is yielded.
+    ``progress(slide_id)`` and ``live(slide_id, grid)`` make each slide's
+    ``(done, total)`` and ``(heatmap)`` callbacks (``live`` runs in-process
+    only, not on a cluster).
 
     Raises
     ------
@@ -128,7 +134,7 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
             try:
                 done = _predict_one(path, out_root / Path(path).stem if len(slides) > 1 else out_root, model,
                                     card, options, client=client, key=key, model_path=model_path,
-                                    threshold=threshold, progress=progress, cancel=cancel)
+                                    threshold=threshold, progress=progress, live=live, cancel=cancel)
             except InputError as exc:
                 if not keep_going:
                     raise
@@ -142,7 +148,8 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
 
 def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, options: PredictOptions, *,
                  client: Any, key: str, model_path: Path, threshold: float,
-                 progress: ProgressFactory | None, cancel: threading.Event | None) -> SlidePrediction | None:
+                 progress: ProgressFactory | None, live: LiveFactory | None,
+                 cancel: threading.Event | None) -> SlidePrediction | None:
     with open_slide(path) as slide:
         out_dir.mkdir(parents=True, exist_ok=True)
         tissue = tissue_for(slide, find_companion(path, options.mask, MASK_SUFFIXES))
@@ -157,7 +164,8 @@ def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, 
             # Screening is relative to the detection threshold in use, --threshold's when given.
             screen = replace(options.screen, threshold=options.screen.threshold_for(threshold)) \
                 if options.screen is not None else None
-            result = predict_slide(slide, model, card, model_key=key, cancel=cancel, screen=screen,
+            watch = live(slide.slide_id, grid_for(slide, card, stride=options.stride)) if live is not None else None
+            result = predict_slide(slide, model, card, model_key=key, cancel=cancel, screen=screen, live=watch,
                                    checkpoint=out_dir / ".heatmap.partial.zarr", **run)
             if not result.complete:
                 return None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from magicgui.widgets import Container
@@ -12,15 +13,45 @@ import numpy as np
 from ...tissue import Tissue
 from ...wsi import Slide, open_slide
 
-__all__ = ["PluginWidget", "is_slide_layer", "layer_tissue", "slide_layers", "slide_of"]
+__all__ = ["PluginWidget", "camera_of", "scale_bar_of", "is_slide_layer", "layer_tissue", "slide_layers", "slide_of"]
 
 
 class PluginWidget(Container):
-    """A widget over a viewer, with a ``status`` line that also raises napari notifications."""
+    """A widget over a viewer, with a ``status`` line that also raises napari notifications.
+
+    Docked next to another of this plugin's widgets, it joins it as a tab
+    rather than stacking under it: two stacked panels need more height
+    than a laptop screen has.
+    """
 
     status: Any
     slide_box: Any
     _viewer: Any
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, self._tabify_with_siblings)  # once napari has docked it
+
+    def _tabify_with_siblings(self) -> None:
+        from qtpy.QtWidgets import QDockWidget, QMainWindow
+
+        try:
+            dock = self.native.parent()
+        except RuntimeError:  # closed before the timer fired
+            return
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parent()
+        main = dock.parent() if dock is not None else None
+        if not isinstance(main, QMainWindow):
+            return
+        area = main.dockWidgetArea(dock)
+        siblings = [d for d in main.findChildren(QDockWidget) if d is not dock and not d.isHidden()
+                    and "napari-lymphmet" in d.windowTitle() and main.dockWidgetArea(d) == area]
+        if siblings:
+            main.tabifyDockWidget(siblings[0], dock)
+            dock.raise_()
 
     def _slide_choices(self, _widget=None) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in slide_layers(self._viewer)]
@@ -42,7 +73,10 @@ class PluginWidget(Container):
     def _report(self, text: str, *, warning: bool = False) -> None:
         from napari.utils.notifications import show_info, show_warning
 
-        self.status.value = text
+        # The status line wraps and stays short; the whole text is its tooltip and the notification.
+        self.status.native.setWordWrap(True)
+        self.status.value = text if len(text) <= 240 else text[:237] + "…"
+        self.status.tooltip = text
         (show_warning if warning else show_info)(text)
 
     def _warn(self, text: str) -> None:
@@ -52,7 +86,7 @@ class PluginWidget(Container):
         """The polygons of an ASAP XML or GeoJSON file, its read warnings shown; ``None`` (reported) on error."""
         import warnings
 
-        from ...annotations import read_annotations
+        from ...annotations import check_within, read_annotations
         from ...errors import InputError
 
         try:
@@ -61,6 +95,8 @@ class PluginWidget(Container):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 anns = read_annotations(path)
+                with slide_of(self.slide_box.value) as slide:
+                    check_within(anns, slide.dimensions, source=Path(str(path)).name)
             for w in caught:
                 self._report(str(w.message), warning=True)
             if not anns:
@@ -96,3 +132,14 @@ def layer_tissue(layer: Any | None) -> Tissue | None:
     if layer is None:
         return None
     return Tissue(np.asarray(layer.data) > 0, float(layer.metadata["downsample"]), source=layer.name)
+
+
+def camera_of(viewer: Any) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9; ``viewer.camera`` before)."""
+    return viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+
+
+def scale_bar_of(viewer: Any) -> Any:
+    """The viewer's scale bar overlay (``viewer.canvas.overlays.scale_bar`` from napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.overlays.scale_bar if canvas is not None and hasattr(canvas, "overlays") else viewer.scale_bar

@@ -10,7 +10,8 @@ from magicgui.widgets import ComboBox, FileEdit, Label, PushButton, RadioButtons
 
 from ...annotations import EXCLUSION, TUMOR, summarize, write_annotations
 from ...errors import InputError
-from ..layers import CLASS_COLOURS, annotation_layer_data, annotations_from_shapes, slide_scale
+from ..layers import (annotation_layer_data, annotations_from_shapes, class_legend_html, class_shapes_kwargs,
+                      set_draw_class)
 from ._common import PluginWidget, slide_of
 
 if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
@@ -26,15 +27,25 @@ class AnnotationsWidget(PluginWidget):
         self._viewer = napari_viewer
         self.slide_box = ComboBox(label="slide", choices=self._slide_choices)
         self.new_button = PushButton(text="New tumor layer")
-        self.draw_as = RadioButtons(label="draw as", choices=[TUMOR, EXCLUSION], value=TUMOR,
-                                   orientation="horizontal")
+        self.draw_as = RadioButtons(label="draw as", choices=[("tumor", TUMOR), ("not tumor", EXCLUSION)],
+                                   value=TUMOR, orientation="horizontal")
+        self.draw_as.tooltip = ("the class of the outlines you draw next; outlines already drawn keep theirs. "
+                                "'not tumor' cuts a region out of tumor (CAMELYON16's exclusion, ASAP group _2)")
+        self.legend = Label(value=class_legend_html())
         self.open_file = FileEdit(label="annotations", mode="r", filter="*.xml *.geojson *.json")
         self.load_button = PushButton(text="Load")
         self.shapes_box = ComboBox(label="layer", choices=self._shapes_choices)
         self.save_file = FileEdit(label="save as", mode="w", filter="*.xml *.geojson")
         self.save_button = PushButton(text="Save")
         self.status = Label(value="")
-        super().__init__(widgets=[self.slide_box, self.new_button, self.draw_as, self.open_file, self.load_button,
+        self.slide_box.tooltip = "the slide to draw on (opened with napari-lymphmet)"
+        self.new_button.tooltip = "add an empty layer over the slide, in polygon mode: click the corners, " \
+                                  "double-click to close"
+        self.open_file.tooltip = "ASAP XML (CAMELYON) or QuPath GeoJSON, in the slide's level-0 pixels"
+        self.save_file.tooltip = "ASAP XML or GeoJSON, by the file's extension"
+        self.status.native.setWordWrap(True)
+        super().__init__(widgets=[self.slide_box, self.new_button, self.draw_as, self.legend, self.open_file,
+                                  self.load_button,
                                   self.shapes_box, self.save_file, self.save_button, self.status])
         self.new_button.changed.connect(self.new_layer)
         self.load_button.changed.connect(lambda: self.load(self.open_file.value))
@@ -64,12 +75,9 @@ class AnnotationsWidget(PluginWidget):
             self._warn(str(exc))
             return None
         with slide_of(image) as slide:
-            scale, size, path = slide_scale(slide), max(slide.dimensions), slide.path
-        layer = self._viewer.add_shapes(
-            name=f"{image.name} tumor", scale=scale, units=image.units,
-            features={"label": []}, face_color="transparent", edge_color=CLASS_COLOURS[TUMOR],
-            edge_width=max(2.0, size / 500), metadata={"slide": path})
-        layer.feature_defaults["label"] = self.draw_as.value
+            kwargs = class_shapes_kwargs(slide, name=f"{image.name} tumor", label=self.draw_as.value)
+        layer = self._viewer.add_shapes(**kwargs)
+        set_draw_class(layer, self.draw_as.value)
         layer.mode = "add_polygon"
         self.shapes_box.value = layer
         return layer
@@ -77,8 +85,7 @@ class AnnotationsWidget(PluginWidget):
     def _set_draw_label(self, label: str) -> None:
         layer = self.shapes_box.value
         if layer is not None and "label" in layer.features:
-            layer.feature_defaults["label"] = label
-            layer.current_edge_color = CLASS_COLOURS[label]
+            set_draw_class(layer, label)
 
     def load(self, path: str | Path) -> Any:
         """Add the annotations in ``path`` over the chosen slide."""

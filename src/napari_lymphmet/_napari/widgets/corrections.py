@@ -3,11 +3,15 @@
 After a run, a **Corrections** Shapes layer lies over the slide. Picking a
 detection and pressing **N** outlines its region as *not tumor*; *draw as
 tumor* outlines missed tumor. *Retrain with corrections* fine-tunes the run's
-model (:func:`napari_lymphmet.workflows.finetune`) in a worker, saves it as a
-new version in the plugin's cache folder, and re-predicts the slide into the
-same heatmap layer. The new version's detection threshold sits between the
-outlined lesions' and false positives' scores; with 0 epochs that is all
-that changes, and the heatmap stays.
+model (``lymphmet finetune``, in a child process like every TensorFlow job
+of the plugin), saves it as a new version in the plugin's cache folder, and
+re-predicts the slide into the same heatmap layer. The new version's
+detection threshold sits between the outlined lesions' and false positives'
+scores; with 0 epochs that is all that changes, and the heatmap stays.
+
+A retrain whose corrections mark every detection not tumor, with no tumor
+outline to learn from, would leave a model that finds nothing on this
+slide: the panel asks before it replaces the model.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from ...annotations import TUMOR
 from ...errors import InputError
 from ..corrections import DRAW_CHOICES
 from ._common import slide_of
-from ._jobs import Job, follow
+from ._jobs import Job
 
 __all__ = ["CorrectionsPanel", "DetectHost"]
 
@@ -35,20 +39,24 @@ class DetectHost(Protocol):
 
     _viewer: Any
     _job: Job | None
-    _run: dict[str, Any]  # the last run: slide layer, model, card, heatmap, cell size
+    _run: dict[str, Any]  # the last run: slide layer, folder, model, card, heatmap, cell size
     slide_box: Any
     model_file: Any
     smoothing: Any
-    found: Any
+    run_button: Any
+    load_button: Any
     cancel_button: Any
     points_layer: Any
-    detections: list
+    detections: np.ndarray
 
     def _report(self, text: str, *, warning: bool = False) -> None: ...
     def _warn(self, text: str) -> None: ...
+    def _say(self, text: str) -> None: ...
     def _read_polygons(self, path: Any) -> list | None: ...
-    def _show_heatmap(self, slide: Any, heatmap: np.ndarray, downsample: float) -> None: ...
+    def selected_detection(self) -> int | None: ...
+    def sigma(self) -> float: ...
     def show_detections(self, slide: Any) -> None: ...
+    def run(self, *, block: bool = True, model: str | Path | None = None) -> Any: ...
 
 
 class CorrectionsPanel(Container):
@@ -59,13 +67,22 @@ class CorrectionsPanel(Container):
         self._viewer = detect._viewer
         self.layer: Any = None
         self.draw_as = RadioButtons(label="draw as", choices=DRAW_CHOICES, value=TUMOR, orientation="horizontal")
+        self.draw_as.tooltip = "the class of the outlines you draw next in the Corrections layer"
         self.mark_button = PushButton(text="Mark detection not tumor (N)")
+        self.mark_button.tooltip = ("outline the selected detection's region as not tumor (a false positive); "
+                                    "or press N on the canvas")
         self.file = FileEdit(label="corrections", mode="w", filter="*.xml *.geojson")
         self.file.tooltip = "ASAP XML (not tumor = group _2) or GeoJSON (not tumor = class Exclusion)"
         self.save_button = PushButton(text="Save corrections")
+        self.save_button.tooltip = "write the Corrections layer to the file above"
         self.load_button = PushButton(text="Load corrections")
-        self.epochs = SpinBox(label="epochs", min=1, max=50, value=3)
+        self.load_button.tooltip = "add the outlines of the file above to the Corrections layer"
+        self.epochs = SpinBox(label="epochs", min=0, max=50, value=3)
+        self.epochs.tooltip = ("passes over the corrections when retraining; 0 keeps the weights and only moves "
+                               "the detection threshold to fit your outlines (seconds)")
         self.retrain_button = PushButton(text="Retrain with corrections")
+        self.retrain_button.tooltip = ("fine-tune the model on your outlines in the background, save it as a new "
+                                       "version and re-predict this slide with it")
         super().__init__(widgets=[self.draw_as, self.mark_button, self.file, self.save_button, self.load_button,
                                   self.epochs, self.retrain_button], labels=True)
         self.margins = (0, 0, 0, 0)
@@ -84,11 +101,12 @@ class CorrectionsPanel(Container):
     def ensure_layer(self, slide, image) -> Any:
         """The Corrections layer over this slide, added (empty, in polygon mode) if there is none."""
         from ..corrections import corrections_layer_kwargs
+        from ..layers import set_draw_class
 
         layer = self.layer
         if layer is None or layer not in self._viewer.layers or layer.metadata.get("slide") != slide.path:
-            layer = self._viewer.add_shapes(**corrections_layer_kwargs(slide, units=image.units))
-            layer.feature_defaults["label"] = self.draw_as.value
+            layer = self._viewer.add_shapes(**corrections_layer_kwargs(slide))
+            set_draw_class(layer, self.draw_as.value)
             layer.bind_key("n", lambda _layer: self.mark_not_tumor(), overwrite=True)
             self.layer = layer
             # The detections stay the active layer: pick one, press N (bound on both layers).
@@ -96,11 +114,10 @@ class CorrectionsPanel(Container):
         return layer
 
     def _set_draw_label(self, label: str) -> None:
-        from ..layers import CLASS_COLOURS
+        from ..layers import set_draw_class
 
         if self.layer is not None:
-            self.layer.feature_defaults["label"] = label
-            self.layer.current_edge_color = CLASS_COLOURS[label]
+            set_draw_class(self.layer, label)
 
     def mark_not_tumor(self, index: int | None = None) -> np.ndarray | None:
         """Outline detection ``index`` (default: the one selected) as *not tumor* in the Corrections layer.
@@ -113,16 +130,13 @@ class CorrectionsPanel(Container):
         from ..corrections import add_correction
 
         if index is None:
-            chosen = list(self._detect.found.value or [])
-            if not chosen and self._detect.points_layer is not None:
-                chosen = sorted(self._detect.points_layer.selected_data)
-            index = chosen[0] if chosen else None
+            index = self._detect.selected_detection()
         if not self._detect._run or index is None or not 0 <= index < len(self._detect.detections):
-            self._warn("select a detection first (run Detect metastases, then pick one in the list)")
+            self._warn("select a detection first (run Detect metastases, then pick one in the table)")
             return None
         _, x, y = self._detect.detections[index]
         run = self._detect._run
-        outline = region_around(run["heatmap"], run["downsample"], x, y, threshold=run["card"].threshold)
+        outline = region_around(run["heatmap"], run["downsample"], x, y, threshold=run["threshold"])
         with slide_of(self._detect._run["image"]) as slide:
             layer = self.ensure_layer(slide, self._detect._run["image"])
         add_correction(layer, outline, EXCLUSION)
@@ -176,73 +190,90 @@ class CorrectionsPanel(Container):
         return layer
 
     def retrain(self, *, epochs: int | None = None, block: bool = True) -> Any:
-        """Fine-tune the last run's model on the corrections, save it as a new version, re-predict the slide.
+        """Fine-tune the last run's model on the corrections (``lymphmet finetune`` in a child process), save it
+        as a new version, then re-predict the slide (or, with 0 epochs, re-detect at its new threshold).
 
-        The heatmap layer updates in place. A new model worse than its parent
-        on the replay set is not saved, and the slide keeps its heatmap.
+        A new model worse than its parent on the replay set is not saved,
+        and the slide keeps its heatmap. Returns the worker, or the
+        :class:`~napari_lymphmet.workflows.CommandResult` when blocking.
         """
-        from ...inference import iter_predict, slide_score
-        from ...model import load_model
-        from ...workflows import Corrections, FinetuneConfig, finetune
+        from ...annotations import write_annotations
         from ..corrections import new_model_version
         from ..sample import cache_dir
 
+        detect = self._detect
         try:
-            if not self._detect._run:
+            if not detect._run or detect._run.get("model") is None:
                 raise InputError("run Detect metastases first: retraining starts from its model")
+            if detect._job is not None and detect._job.running:
+                raise InputError("a job is already running on this slide: wait for it or cancel it")
             anns = self._polygons()
-        except InputError as exc:
+            run = dict(detect._run)
+            corrections_file = Path(run["folder"]) / "corrections.xml"
+            write_annotations(corrections_file, anns)
+        except (InputError, OSError) as exc:
             self._warn(str(exc))
             return None
-        run = dict(self._detect._run)
         image = run["image"]
         parent = Path(run["model"])
         folder = cache_dir() / "models"
         folder.mkdir(parents=True, exist_ok=True)
         output = new_model_version(parent, folder)
+        n_epochs = int(self.epochs.value if epochs is None else epochs)
         # The new threshold is set for the detections the pathologist sees: at the widget's smoothing.
-        config = FinetuneConfig(epochs=int(epochs or self.epochs.value), smooth=float(self._detect.smoothing.value))
-        corrections = [Corrections(image.metadata["path"], tuple(anns), source="Corrections layer")]
-        buttons = (self.retrain_button, self._detect.cancel_button)
-        self._detect._job = Job("Retraining", buttons=buttons, report=self._warn)
-        slide = slide_of(image)  # this job's: closed when it ends, however it ends
-        keep_weights = config.epochs == 0  # the heatmap stands; only the threshold moves
+        args = ["finetune", str(parent), "--slide", image.metadata["path"], "--corrections", str(corrections_file),
+                "-o", str(output), "--epochs", str(n_epochs), "--smooth", f"{float(detect.smoothing.value):g}"]
+        has_tumor = any(a.label == TUMOR for a in anns)
+        before = len(detect.detections)
+        starts = [detect.run_button, detect.load_button, self.retrain_button]
+        detect._job = Job("Retraining", buttons=(starts, detect.cancel_button), report=self._warn,
+                          status=detect._say)
+        follow_up: list = []
 
-        def work(job: Job):
-            def progress(stage: str, info: dict) -> None:
-                if stage == "train" and "batch" in info:
-                    job.step((info["epoch"]) * info["batches"] + info["batch"], info["epochs"] * info["batches"])
+        def finished(result) -> None:
+            from ...model import read_card
 
-            tuned = finetune(parent, corrections, output, config, progress=progress, cancel=job.cancelled)
-            if not tuned.accepted or job.cancelled.is_set():
-                return tuned, None
-            model, card = load_model(tuned.path)
-            if keep_weights:
-                return tuned, (run["heatmap"], card)
-            steps = iter_predict(slide, model, card, tissue_mask=run["tissue"].mask,
-                                 tissue_downsample=run["tissue"].downsample, cancel=job.cancelled)
-            result = yield from follow(steps, job, lambda item: item[1:])
-            return tuned, (result.heatmap, card)
-
-        def finished(outcome) -> None:
-            tuned, predicted = outcome
-            if predicted is None:
-                self._warn("; ".join(tuned.warnings) or "retraining cancelled; the model is unchanged")
+            summary = result.summary or {}
+            if result.cancelled or not summary.get("accepted"):
+                why = "; ".join(summary.get("warnings") or []) or "cancelled"
+                self._warn(f"retraining {why}: the model is unchanged")
                 return
-            heatmap, card = predicted
-            self._detect._run.update(model=tuned.path, card=card, heatmap=heatmap)
-            self._detect._show_heatmap(slide, heatmap, run["downsample"])
-            self._detect.show_detections(slide)
-            self._detect.model_file.value = str(tuned.path)
-            before, after = tuned.before.get("accuracy"), tuned.after.get("accuracy")
-            check = f"; replay accuracy {before:.3f} → {after:.3f}" if before is not None else ""
-            notes = f" ({'; '.join(tuned.warnings)})" if tuned.warnings else ""
-            threshold = (f"threshold {run['card'].threshold:.3f} → {card.threshold:.3f} "
-                         f"(from the {tuned.threshold.get('source', 'validation')})")
-            self._report(f"retrained on {tuned.patches['tumor']} tumor and {tuned.patches['not_tumor']} not-tumor "
-                         f"patches in {tuned.seconds:.0f} s{check}: saved {tuned.path.name}; {threshold}; slide "
-                         f"score {slide_score(heatmap):.3f}, {len(self._detect.detections)} detections{notes}")
+            card = read_card(output)
+            after = self._detections_at(card.threshold)
+            if not has_tumor and before and not after and not self.confirm(
+                    f"The corrections mark every detection not tumor and outline no tumor, so the new model "
+                    f"({output.name}) finds nothing on this slide at threshold {card.threshold:.2f}. Use it "
+                    f"anyway?"):
+                output.unlink(missing_ok=True)
+                self._warn("kept the previous model: outline some tumor too, so the model keeps finding it")
+                return
+            detect.model_file.value = str(output)
+            threshold = f"threshold {run['card'].threshold:.2f} → {card.threshold:.2f}"
+            self._report(f"retrained ({summary.get('epochs', n_epochs)} epochs, {summary.get('seconds', 0):.0f} s): "
+                         f"saved {output.name}; {threshold}")
+            if n_epochs == 0:  # the weights are the parent's: the heatmap stands, detections move
+                detect._run.update(model=output, card=card)
+                with slide_of(image) as slide:
+                    detect.show_detections(slide)
+                self._report(f"retrained: {threshold}; {len(detect.detections)} detections (was {before})")
+            else:
+                follow_up.append(lambda: detect.run(block=block, model=output))
 
-        outcome = self._detect._job.run(work, on_update=lambda item: self._detect._show_heatmap(
-            slide, item[0], run["downsample"]), on_done=finished, on_finally=slide.close, block=block)
-        return outcome
+        def then() -> None:  # after the job has closed, so the next one owns the buttons
+            for step in follow_up:
+                step()
+
+        return detect._job.run_command(args, on_done=finished, on_finally=then, block=block, unit="batches")
+
+    def _detections_at(self, threshold: float) -> int:
+        from ...inference import detect
+
+        run = self._detect._run
+        return len(detect(run["heatmap"], run["downsample"], threshold=threshold, smooth=self._detect.sigma()))
+
+    def confirm(self, question: str) -> bool:
+        """Ask the pathologist a yes/no question (a dialog); tests replace it."""
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(self.native, "Retrain with corrections", question)
+        return answer == QMessageBox.StandardButton.Yes

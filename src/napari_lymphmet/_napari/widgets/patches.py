@@ -21,7 +21,7 @@ from ...annotations import NORMAL, TUMOR
 from ...errors import InputError
 from ...patches import ExportResult, PatchPlan, PatchSpec, iter_export, plan_patches
 from ...wsi import open_slide
-from ..layers import annotations_from_shapes, slide_scale
+from ..layers import CLASS_COLOURS, NORMAL_COLOUR, annotations_from_shapes, layer_units, slide_scale
 from ._common import PluginWidget, layer_tissue, slide_of
 from ._jobs import Job, follow
 from .tissue import find_mask_layer
@@ -31,8 +31,16 @@ if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
 
 __all__ = ['LABEL_COLOURS', 'PatchesWidget']
 
-LABEL_COLOURS = {TUMOR: "#ff3030", NORMAL: "#30c030"}
+LABEL_COLOURS = {TUMOR: CLASS_COLOURS[TUMOR], NORMAL: NORMAL_COLOUR}  # as the Annotations widget draws them
 _NO_LAYER = "(none: all normal)"
+
+
+def _tumor_count(layer: Any) -> int:
+    """Tumor outlines in a Shapes layer: shapes labelled tumor, or every shape of a layer with no labels."""
+    if layer is None:
+        return 0
+    labels = layer.features["label"] if "label" in getattr(layer, "features", {}) else None
+    return int(sum(str(v) == TUMOR for v in labels)) if labels is not None else len(layer.data)
 
 
 class PatchesWidget(PluginWidget):
@@ -43,9 +51,13 @@ class PatchesWidget(PluginWidget):
         self._plan: PatchPlan | None = None
         self._job: Job | None = None
         self._scale: tuple[float, float] = (1.0, 1.0)
+        self._units: tuple[str, str] = ("pixel", "pixel")
         d = PatchSpec()
         self.slide_box = ComboBox(label="slide", choices=self._slide_choices)
         self.tumor_box = ComboBox(label="tumor layer", choices=self._shapes_choices)
+        self.tumor_box.tooltip = ("the Shapes layer whose tumor outlines label patches tumor; defaults to the "
+                                  "outlines over the chosen slide. '(none)' labels every patch normal")
+        self._none_chosen = False  # the user picked "(none)" on purpose: keep it
         self.mpp = FloatSpinBox(label="mpp (µm/px)", min=0.05, max=64, step=0.05, value=d.mpp)
         self.level = SpinBox(label="level (no mpp)", min=0, max=20, value=0)
         self.size = SpinBox(label="size (px)", min=8, max=4096, value=d.size)
@@ -69,12 +81,48 @@ class PatchesWidget(PluginWidget):
         self.preview_button.changed.connect(self.preview)
         self.export_button.changed.connect(lambda: self.export(self.out_dir.value, block=False))
         self.cancel_button.changed.connect(self.cancel)
-        self._follow_layers(self.slide_box, self.tumor_box)
+        self._follow_layers(self.slide_box)  # the tumor box refreshes in _default_tumor_layer, knowing why
+        for event in (self._viewer.layers.events.inserted, self._viewer.layers.events.removed):
+            event.connect(lambda _event=None: self._default_tumor_layer())
+        self.slide_box.changed.connect(lambda _value=None: self._default_tumor_layer())
+        self.tumor_box.changed.connect(self._tumor_layer_chosen)
+        self._default_tumor_layer()
 
     def _shapes_choices(self, _widget=None) -> list[tuple[str, Any]]:
         from napari.layers import Shapes
 
-        return self._layer_choices(Shapes, none=_NO_LAYER)
+        # Layers with tumor outlines first, "(none)" last: an unnoticed default never labels all normal.
+        found = self._layer_choices(Shapes)
+        found.sort(key=lambda item: -_tumor_count(item[1]))
+        return found + [(_NO_LAYER, None)]
+
+    def _tumor_layer_chosen(self, layer) -> None:
+        if getattr(self, "_defaulting", False):
+            return
+        self._none_chosen = layer is None
+        self._say_tumor_layer()
+
+    def _default_tumor_layer(self) -> None:
+        """Choose the Shapes layer with the most tumor outlines over the chosen slide, unless the user chose."""
+        self._defaulting = True
+        try:
+            self.tumor_box.reset_choices()
+            image = self.slide_box.value
+            candidates = [layer for _name, layer in self._shapes_choices() if layer is not None
+                          and _tumor_count(layer) and (image is None or layer.metadata.get("slide") in
+                                                        (None, image.metadata.get("path")))]
+            if candidates and not self._none_chosen and self.tumor_box.value is None:
+                self.tumor_box.value = candidates[0]
+        finally:
+            self._defaulting = False
+        self._say_tumor_layer()
+
+    def _say_tumor_layer(self) -> None:
+        layer = self.tumor_box.value
+        if layer is None:
+            self.status.value = "tumor layer: none, every patch will be labelled normal"
+        else:
+            self.status.value = f"tumor layer: {layer.name} ({_tumor_count(layer)} tumor outlines)"
 
 
     @property
@@ -104,6 +152,7 @@ class PatchesWidget(PluginWidget):
             self._plan = plan_patches(slide, spec, tissue_mask=tissue.mask, tissue_downsample=tissue.downsample,
                                       annotations=annotations)
             self._scale = slide_scale(slide)
+            self._units = layer_units(slide)
         return self._plan
 
     def preview(self) -> Any:
@@ -120,7 +169,7 @@ class PatchesWidget(PluginWidget):
         layer = self._viewer.add_points(
             centres, name=name, symbol="square", size=plan.box * 0.9, face_color="transparent",
             border_color=[LABEL_COLOURS[str(label)] for label in plan.labels] if len(plan) else "white",
-            border_width=0.06, scale=self._scale, features={"label": plan.labels.astype(str)},
+            border_width=0.06, scale=self._scale, units=self._units, features={"label": plan.labels.astype(str)},
             metadata={"kind": "patch-grid", "slide": plan.slide_path})
         counts = plan.counts()
         self._report(f"{counts[TUMOR]} tumor · {counts['normal']} normal · {plan.uncertain} uncertain skipped")

@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import FileEdit, Label, LineEdit, PushButton
-from qtpy.QtWidgets import QTableWidgetItem  # a Qt widget: napari has loaded Qt before it builds one
 
 from ...errors import InputError
 from ._common import PluginWidget
 from ._jobs import Job
+from ._table import SortItem, make_table
 
 if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
     from napari.viewer import Viewer
@@ -44,7 +44,13 @@ class SlidesWidget(PluginWidget):
         self.predict_button = PushButton(text="Predict all")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
-        self.status.min_width = 320
+        self.status.native.setWordWrap(True)
+        self.folder.tooltip = "a folder of slides (any format OpenSlide reads)"
+        self.predictions.tooltip = ("where lymphmet predict wrote (or will write) results, one subfolder per "
+                                    "slide; empty: <slides>/predictions")
+        self.list_button.tooltip = "list the folder's slides again"
+        self.predict_button.tooltip = "predict every listed slide that has no results yet, in the background"
+        self.cancel_button.tooltip = "stop now; finished slides keep their results"
         super().__init__(widgets=[self.folder, self.predictions, self.model, self.list_button, self.predict_button,
                                   self.cancel_button, self.status])
         self.table = self._add_table()
@@ -56,16 +62,10 @@ class SlidesWidget(PluginWidget):
     # -- the table ---------------------------------------------------------------
     def _add_table(self) -> Any:
         from qtpy.QtCore import QSize
-        from qtpy.QtWidgets import QAbstractItemView, QTableWidget
 
-        table = QTableWidget(0, len(COLUMNS))
-        table.setHorizontalHeaderLabels(list(COLUMNS))
+        table = make_table(COLUMNS, min_height=260)
         table.setIconSize(QSize(_THUMB, _THUMB))
-        table.setSortingEnabled(True)
-        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         table.verticalHeader().setDefaultSectionSize(_THUMB + 4)
-        table.setMinimumHeight(260)
         table.cellDoubleClicked.connect(lambda row, _col: self.open_row(row))
         layout = self.native.layout()
         layout.insertWidget(layout.count() - 1, table)
@@ -87,7 +87,7 @@ class SlidesWidget(PluginWidget):
         return next(e for e in self.entries if str(e.path) == path)
 
     def _set(self, row: int, column: int, text: str, key: Any) -> None:
-        self.table.setItem(row, column, _SortItem(text, key))
+        self.table.setItem(row, column, SortItem(text, key))
 
     def _fill_results(self, row: int, entry: SlideEntry) -> None:
         score = entry.slide_score
@@ -115,7 +115,7 @@ class SlidesWidget(PluginWidget):
         self.table.setRowCount(len(self.entries))
         for row, entry in enumerate(self.entries):
             self._set(row, 0, "", 0)
-            name = _SortItem(entry.name, entry.name.lower())
+            name = SortItem(entry.name, entry.name.lower())
             name.setData(Qt.ItemDataRole.UserRole, str(entry.path))
             name.setToolTip(str(entry.path))
             self.table.setItem(row, 1, name)
@@ -220,8 +220,9 @@ class SlidesWidget(PluginWidget):
         return folder
 
     def predict_all(self, *, block: bool = True) -> Any:
-        """Predict every listed slide without results, filling in scores as each finishes."""
-        from ...workflows import PredictOptions, SlideFailure, predict_slides, results_for, with_results
+        """Predict every listed slide without results (``lymphmet predict`` in a child process), filling in
+        scores as each finishes."""
+        from ...workflows import results_for, with_results
 
         todo = [e for e in self.entries if e.results is None]
         if not todo:
@@ -229,26 +230,23 @@ class SlidesWidget(PluginWidget):
             return None
         out = self._predictions_dir(create=True)
         out.mkdir(parents=True, exist_ok=True)
-        model = self.model.value.strip() or None
+        args = ["predict", *[str(e.path) for e in todo], "-o", str(out)]
+        if self.model.value.strip():
+            args += ["--model", self.model.value.strip()]
         self._predict_job = job = Job("Predicting slides", buttons=(self.predict_button, self.cancel_button),
-                                      report=self._warn)
+                                      report=self._warn, status=self._say)
 
-        def work(job: Job):
-            steps = predict_slides([e.path for e in todo], model, out, PredictOptions(), keep_going=True,
-                                   cancel=job.cancelled,
-                                   progress=lambda _id: lambda done, total: None)
-            for i, done in enumerate(steps):
-                job.step(i + 1, len(todo))
-                yield done
-            return len(todo)
-
-        def on_update(done) -> None:
-            path = Path(done.slide)
-            if isinstance(done, SlideFailure):
-                self._warn(f"{path.name}: {done.error}")
+        def on_event(event: dict) -> None:
+            if event.get("event") != "slide":
                 return
-            index = next(i for i, e in enumerate(self.entries) if e.path.resolve() == path.resolve())
-            # With several slides predict_slides writes out/<stem>/; with one, out itself.
+            path = Path(event["slide"])
+            if event.get("error"):
+                self._warn(f"{path.name}: {event['error']}")
+                return
+            index = next((i for i, e in enumerate(self.entries) if e.path.resolve() == path.resolve()), None)
+            if index is None:
+                return
+            # With several slides predict writes out/<stem>/; with one, out itself.
             entry = with_results(self.entries[index], results_for(self.entries[index].path, out))
             self.entries[index] = entry
             row = self._row_of(entry.path)
@@ -263,23 +261,12 @@ class SlidesWidget(PluginWidget):
             self._report(f"predict all {state}: {len(self.entries) - left} of {len(self.entries)} slides "
                          f"have predictions")
 
-        return job.run(work, on_update=on_update, on_finally=finished, block=block)
+        return job.run_command(args, on_event=on_event, on_finally=finished, block=block)
+
+    def _say(self, text: str) -> None:
+        self.status.value = text
 
     def cancel(self) -> None:
         """Stop predicting after the current batch; finished slides keep their results."""
         if self._predict_job is not None:
             self._predict_job.cancel()
-
-
-class _SortItem(QTableWidgetItem):
-    """A cell that sorts by a key (numbers as numbers, missing values lowest), whatever it shows."""
-
-    def __init__(self, text: str, key: Any) -> None:
-        super().__init__(text)
-        self.key = key
-
-    def __lt__(self, other: Any) -> bool:
-        mine, theirs = self.key, getattr(other, "key", None)
-        if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)) or type(mine) is type(theirs):
-            return mine < theirs
-        return str(mine) < str(theirs)

@@ -152,6 +152,7 @@ class TissueMaskWidget(PluginWidget):
         else:
             self._layer = self._viewer.add_labels(
                 mask, name=f"{Path(path).stem} tissue", scale=scale, translate=translate, opacity=0.4,
+                units=("um", "um") if mpp else ("pixel", "pixel"),
                 metadata={"kind": MASK_KIND, "slide": path, "downsample": downsample, "mpp": mpp})
         self._report(f"tissue: {mask.mean():.1%} of the slide; paint with label 1, erase with 0")
         return self._layer
@@ -212,7 +213,8 @@ class TissueMaskWidget(PluginWidget):
         self._slide_path = path_str
         self._layer = self._viewer.add_labels(
             saved.mask.astype(np.uint8), name=f"{Path(path_str).stem} tissue", scale=scale, translate=translate,
-            opacity=0.4, metadata={"kind": MASK_KIND, "slide": path_str, "downsample": saved.downsample,
+            opacity=0.4, units=("um", "um") if mpp else ("pixel", "pixel"),
+            metadata={"kind": MASK_KIND, "slide": path_str, "downsample": saved.downsample,
                                    "mpp": mpp})
         self._report(f"loaded {Path(path).name}: {saved.mask.mean():.1%} tissue")
         return self._layer

@@ -38,7 +38,18 @@ class TrainWidget(PluginWidget):
         self.train_button = PushButton(text="Train")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
-        self.status.min_width = 320
+        self.status.native.setWordWrap(True)
+        self._epoch_text = ""
+        self.data.tooltip = "a folder with tumor/ and normal/ patch images (what Patches exports)"
+        self.val.tooltip = ("patches from other slides to validate on (picks the best epoch and the detection "
+                            "threshold); empty: a quarter of the slides are held out")
+        self.backbone.tooltip = "small-cnn trains in minutes on a CPU; the others want ImageNet weights and a GPU"
+        self.weights.tooltip = "none (from scratch), imagenet, a weights file, or a .keras model to fine-tune"
+        self.epochs.tooltip = "passes over the training patches; the best epoch on validation is kept"
+        self.batch.tooltip = "patches per training step"
+        self.output.tooltip = "the model file to write (.keras); Detect metastases uses it when training ends"
+        self.train_button.tooltip = "train in a background process; the curves update after each epoch"
+        self.cancel_button.tooltip = "stop now; the best model so far is saved"
         super().__init__(widgets=[self.data, self.val, self.backbone, self.weights, self.epochs, self.batch,
                                   self.output, self.train_button, self.cancel_button, self.status])
         self.figure = self._add_plot()
@@ -69,57 +80,64 @@ class TrainWidget(PluginWidget):
                 self.history.setdefault(key, []).append(float(state[key]))
         draw_training(self.figure, self.history)
         auc = f", val AUC {state['val_auc']:.3f}" if "val_auc" in state else ""
-        self.status.value = f"epoch {state['epoch']}/{state['epochs']}: loss {state['loss']:.4f}{auc}"
+        self._epoch_text = f"epoch {state['epoch']}/{state['epochs']}: loss {state['loss']:.4f}{auc}"
+        self.status.value = self._epoch_text
 
     def start(self, *, block: bool = True) -> Any:
-        """Train; ``block=False`` runs in a worker (progress per batch, curves per epoch)."""
-        from ...model import TrainConfig, read_patch_table, split_by_slide, why_no_split
+        """Train in a child process (``lymphmet train``): progress per batch, curves per epoch, a real Cancel.
 
+        When it ends, the model is offered to *Detect metastases* at once.
+        Returns the command's result when blocking, else the worker.
+        """
         try:
             if not str(self.data.value) or str(self.data.value) == ".":
                 raise InputError("choose a folder of patches (tumor/ and normal/)")
             out = Path(self.output.value)
             if out.suffix != ".keras":
                 raise InputError("choose where to save the model (.keras)")
-            config = TrainConfig(backbone=self.backbone.value, weights=self.weights.value.strip() or "none",
-                                 epochs=int(self.epochs.value), batch_size=int(self.batch.value))
-            table = read_patch_table([self.data.value])
+            if not out.parent.is_dir():
+                raise InputError(f"{out.parent}: no such folder to save the model in")
+            args = ["train", str(self.data.value), "-o", str(out), "--backbone", self.backbone.value,
+                    "--weights", self.weights.value.strip() or "none", "--epochs", str(int(self.epochs.value)),
+                    "--batch-size", str(int(self.batch.value))]
             if str(self.val.value) not in ("", "."):
-                train_table, val_table = table, read_patch_table([self.val.value])
-            else:
-                train_table, val_table = split_by_slide(table)
-                if not len(val_table):
-                    self._warn(why_no_split(table) + ": training without validation; choose a validation folder")
+                args += ["--val", str(self.val.value)]
         except InputError as exc:
             self._warn(str(exc))
             return None
         self.history = {}
-        self._job = Job("Training", buttons=(self.train_button, self.cancel_button), report=self._warn)
+        self._epoch_text = ""
+        self._job = Job("Training", buttons=(self.train_button, self.cancel_button), report=self._warn,
+                        status=self._progress_status)
 
-        def work(job: Job):
-            from ...model import train
-
-            def on_progress(state: dict) -> None:
-                if state.get("end_of_epoch"):
-                    job.update(state)  # the curves, on the GUI thread
-                else:
-                    job.step(state["epoch"] * state["batches"] + state["batch"], state["epochs"] * state["batches"])
-
-            # Keras fits right here, in the worker's thread; callbacks hand
-            # each epoch to the GUI through the job.
-            return train(train_table, val_table, out, config, progress=on_progress, cancel=job.cancelled)
+        def on_event(event: dict) -> None:
+            if event.get("event") == "epoch":
+                self._on_epoch(event)
 
         def done(result) -> None:
-            self.result = result
-            val = result.card.validation or {}
-            auc = f", validation AUC {val['auc']:.3f}" if val and val.get("auc") == val.get("auc") else ""
-            state = "cancelled; kept the best model so far" if result.cancelled else "trained"
-            self._report(f"{state}: {result.epochs_run} epochs{auc}; saved {result.path.name}")
+            from ..settings import remember_model
 
-        outcome = self._job.run(work, on_update=self._on_epoch, on_done=done, block=block)
+            self.result = result
+            summary = result.summary or {}
+            if not out.is_file():
+                self._warn("training was cancelled before the first epoch ended: no model saved")
+                return
+            val = summary.get("validation") or {}
+            auc = f", validation AUC {val['auc']:.3f}" if val.get("auc") is not None else ""
+            state = "cancelled; kept the best model so far" if result.cancelled or summary.get("cancelled") \
+                else "trained"
+            epochs = summary.get("epochs_run", len(self.history.get("loss", [])))
+            self._report(f"{state}: {epochs} epochs{auc}; saved {out.name}; Detect metastases uses it now")
+            remember_model(out, announce=True)
+
+        outcome = self._job.run_command(args, on_event=on_event, on_done=done, block=block, unit="batches")
         return self.result if block else outcome
 
+    def _progress_status(self, text: str) -> None:
+        epoch = self._epoch_text
+        self.status.value = f"{epoch}; {text}" if epoch else text
+
     def cancel(self) -> None:
-        """Stop after the current batch; the best checkpoint so far is saved."""
+        """Stop after the current batch; the best model so far is saved."""
         if self._job is not None:
             self._job.cancel()

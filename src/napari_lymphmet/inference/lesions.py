@@ -1,0 +1,98 @@
+"""Each detection's lesion measured: its region on the (smoothed) heatmap, area and longest diameter in µm.
+
+A detection is the most probable cell of one connected region of the map
+that detection thresholds (:func:`~napari_lymphmet.inference.detect` with
+``smooth``); that region is the lesion. Its size is measured at the
+heatmap's own resolution, one cell being ``downsample`` level-0 px, so a
+lesion is never smaller than one cell (about a patch).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_path
+from .detect import smooth_heatmap
+
+__all__ = ["LESION_COLUMNS", "Lesion", "measure_lesions", "write_lesions_csv"]
+
+LESION_COLUMNS = ("rank", "confidence", "x", "y", "area_mm2", "major_axis_mm")
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One detection and its region. ``x``, ``y``: level-0 px; sizes ``None`` when the slide has no mpp."""
+
+    rank: int
+    confidence: float
+    x: float
+    y: float
+    cells: int
+    area_mm2: float | None
+    major_axis_mm: float | None
+
+    def row(self) -> dict:
+        """The ``lesions.csv`` row (sizes rounded to µm precision)."""
+        out = {k: v for k, v in asdict(self).items() if k in LESION_COLUMNS}
+        out["confidence"] = round(self.confidence, 4)
+        out["x"], out["y"] = round(self.x, 1), round(self.y, 1)
+        for key, digits in (("area_mm2", 6), ("major_axis_mm", 3)):
+            out[key] = "" if out[key] is None else round(out[key], digits)
+        return out
+
+
+def measure_lesions(heatmap: np.ndarray, downsample: float, detections: np.ndarray, *, threshold: float,
+                    smooth: float = 0.0, mpp: float | None = None) -> list[Lesion]:
+    """The lesion of each detection, in the detections' order.
+
+    Parameters
+    ----------
+    heatmap : (rows, cols) float array
+        Probabilities, one cell per ``downsample`` level-0 px.
+    detections : (N, 3) array
+        ``(confidence, x, y)`` rows as :func:`detect` returns them (same
+        ``threshold`` and ``smooth``).
+    mpp : float, optional
+        µm per level-0 px; without it sizes are ``None``.
+
+    Returns
+    -------
+    list of Lesion
+        ``major_axis_mm`` is the major axis of the region's ellipse of
+        inertia (CAMELYON's convention), at least one cell wide.
+    """
+    from scipy import ndimage
+    from skimage.measure import regionprops
+
+    if not len(detections):
+        return []
+    labels, _ = ndimage.label(smooth_heatmap(heatmap, smooth) >= threshold, structure=np.ones((3, 3)))
+    props = {p.label: p for p in regionprops(labels)}
+    cell_um = downsample * mpp if mpp else None
+    out = []
+    for rank, (conf, x, y) in enumerate(np.asarray(detections, float), 1):
+        row = min(int(y / downsample), labels.shape[0] - 1)
+        col = min(int(x / downsample), labels.shape[1] - 1)
+        region = props.get(int(labels[row, col]))
+        cells = int(region.area) if region is not None else 1
+        axis_cells = max(float(region.axis_major_length) if region is not None else 0.0, 1.0)
+        area = cells * cell_um**2 / 1e6 if cell_um else None
+        major = axis_cells * cell_um / 1e3 if cell_um else None
+        out.append(Lesion(rank, float(conf), float(x), float(y), cells, area, major))
+    return out
+
+
+def write_lesions_csv(path: str | os.PathLike, lesions: list[Lesion]) -> Path:
+    """``lesions.csv``: one row per lesion, largest-confidence first (header always written)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LESION_COLUMNS)
+        writer.writeheader()
+        for lesion in lesions:
+            writer.writerow(lesion.row())
+    return path
