@@ -88,3 +88,93 @@ def test_progress_lines_end_with_a_newline_off_a_terminal(tmp_path):
     progress = [line for line in result.stderr.splitlines() if line.startswith("synth:")]
     assert progress and progress[-1].startswith("synth: ") and "(100%" in progress[-1]
     assert "\r" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ("mask", "{slide}", "-o", "{tmp}/m.png", "--mpp", "nan"),
+    ("mask", "{slide}", "-o", "{tmp}/m.png", "--mpp", "inf"),
+    ("mask", "{slide}", "-o", "{tmp}/m.png", "--downsample", "0"),
+    ("patches", "{slide}", "-o", "{tmp}/p", "--max-per-class", "-1"),
+    ("patches", "{slide}", "-o", "{tmp}/p", "--workers", "-1"),
+    ("patches", "{slide}", "-o", "{tmp}/p", "--mpp", "-0.5"),
+    ("predict", "{slide}", "-o", "{tmp}/o", "--batch-size", "0"),
+    ("predict", "{slide}", "-o", "{tmp}/o", "--batch-size", "-5"),
+    ("predict", "{slide}", "-o", "{tmp}/o", "--stride", "-1"),
+    ("predict", "{slide}", "-o", "{tmp}/o", "--threshold", "nan"),
+    ("predict", "{slide}", "-o", "{tmp}/o", "--workers", "0"),
+    ("train", "{tmp}", "-o", "{tmp}/m.keras", "--learning-rate", "0"),
+])
+def test_bad_numbers_are_refused_in_one_line_before_anything_runs(tmp_path, small_synthetic, args):
+    result = run_cli(*[a.format(slide=small_synthetic, tmp=tmp_path) for a in args])
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: lymphmet {args[0]}: argument {args[-2]}"), lines
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_an_unexpected_error_is_one_line_exit_1_and_debug_shows_the_traceback(monkeypatch, capsys):
+    def broken(_args):  # a bug in a command, as a user would meet it
+        return 1 / 0
+
+    monkeypatch.setattr("napari_lymphmet.cli.parser._info", broken)
+    assert main(["info", "x.svs"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: lymphmet info: unexpected ZeroDivisionError"), err
+    with pytest.raises(ZeroDivisionError):
+        main(["--debug", "info", "x.svs"])
+
+
+def _synthetic_slide(path, size: int = 6000):
+    from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
+
+    write_synthetic_slide(path, SynthSpec(width=size, height=size, seed=3, lesions=1, mpp=0.25))
+    return path
+
+
+@pytest.mark.slow
+def test_two_runs_into_one_folder_the_second_refuses_at_once_and_the_first_completes(tmp_path):
+    import time
+
+    slide = _synthetic_slide(tmp_path / "node.tif")
+    out = tmp_path / "out"
+    first = subprocess.Popen([sys.executable, "-m", "napari_lymphmet.cli", "-q", "predict", str(slide), "-o",
+                              str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = out / ".lymphmet.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    start = time.monotonic()
+    second = run_cli("predict", str(slide), "-o", str(out))
+    assert second.returncode == 2 and time.monotonic() - start < 20
+    (line,) = second.stderr.strip().splitlines()
+    assert line.startswith(f"error: {out}: another lymphmet run (pid {first.pid})"), line
+    stdout, stderr = first.communicate(timeout=600)
+    assert first.returncode == 0, stderr[-2000:]
+    info = json.loads((out / "heatmap.json").read_text())
+    assert info["complete"] is True and json.loads(stdout.strip().splitlines()[-1])["slides"]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_predict_like_ctrl_c_and_the_rerun_resumes(tmp_path, gigapixel_synthetic):
+    import signal
+
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "napari_lymphmet.cli", "--events", "predict", str(gigapixel_synthetic), "-o",
+            str(out)]
+
+    def run_until_cells() -> tuple[subprocess.Popen, dict]:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event.get("event") == "progress":
+                proc.send_signal(signal.SIGTERM)  # what a scheduler or systemctl sends
+                return proc, event
+        raise AssertionError(proc.stderr.read())
+
+    proc, first = run_until_cells()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted"
+    assert (out / ".heatmap.partial.zarr").is_dir() and not (out / "heatmap.tif").exists()
+    proc, again = run_until_cells()
+    proc.communicate(timeout=120)
+    assert again["done"] >= first["done"] + 64  # the checkpoint's cells, then a batch of its own

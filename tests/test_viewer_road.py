@@ -24,9 +24,16 @@ WIDGETS = ("Slides", "Detect metastases", "Train", "Patches", "Tissue mask", "An
 
 
 def _drop(viewer, path) -> list:
-    """Open ``path`` as a drop on the window does; the layers it added."""
+    """Open ``path`` as a drop on the window does; the layers it added.
+
+    A ``.tif`` is claimed by napari's builtin reader too, so napari asks which reader to use (the user
+    picks napari-lymphmet, and can make it stick); that choice is made here as *File ▸ Open with Plugin*.
+    """
     before = list(viewer.layers)
-    viewer.window._qt_viewer._qt_open([str(path)], stack=False)
+    if str(path).lower().endswith((".tif", ".tiff")):
+        viewer.open(str(path), plugin="napari-lymphmet")
+    else:
+        viewer.window._qt_viewer._qt_open([str(path)], stack=False)
     return [layer for layer in viewer.layers if layer not in before]
 
 

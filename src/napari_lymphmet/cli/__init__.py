@@ -3,7 +3,8 @@
 Contract shared by every command: progress and warnings go to stderr; the
 last line of stdout is exactly one JSON object summarising the result. Bad
 input exits with code 2 and one line, ``error: <file>: <problem>``, on
-stderr; ``--debug`` shows the traceback instead, and the start-up lines of
+stderr; anything else that goes wrong (our bug) is one ``error:`` line too,
+exit 1. ``--debug`` shows the traceback instead, and the start-up lines of
 TensorFlow that are otherwise held back. One module per command
 group; ``parser`` wires them to their options.
 """
@@ -49,6 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"error: lymphmet {args.command}: out of memory", file=sys.stderr)
+        return 2
+    except Exception as exc:  # our bug: one line, exit 1; --debug shows the traceback
+        if args.debug:
+            raise
+        print(f"error: lymphmet {args.command}: unexpected {type(exc).__name__}: {_one_line(exc)[:300]} "
+              f"(a bug in napari-lymphmet; --debug shows the traceback)", file=sys.stderr)
+        return 1
     code = 0
     if isinstance(summary, tuple):  # (summary, exit code): a result that is not a success, e.g. a refused model
         summary, code = summary

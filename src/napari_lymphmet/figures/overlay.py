@@ -61,5 +61,5 @@ def overlay_figure(thumbnail: np.ndarray, heatmap: np.ndarray, *, extent_um: tup
     bar.ax.axhspan(0, HEATMAP_FLOOR, color="white", zorder=3)  # not drawn on the slide
     bar.set_label("tumor probability")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, usetex=False, parse_math=False)  # a slide's name is text, even "case $^$ 1"
     return figure

@@ -66,7 +66,7 @@ def write_cohort(out: str | os.PathLike, rows: Sequence[CohortRow]) -> dict[str,
             writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             for row in ordered:
-                writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
+                writer.writerow({k: _csv_cell(v) for k, v in asdict(row).items()})
     with atomic_path(out / "index.html") as tmp:
         tmp.write_text(_page(out, ordered))
     return {"slides_csv": str(out / "slides.csv"), "index_html": str(out / "index.html")}
@@ -131,3 +131,13 @@ function filterRows(text) {{
 }}
 </script></body></html>
 """
+
+
+def _csv_cell(value):
+    """A value safe in a spreadsheet: text starting with = + - @ or a tab/CR would run as a formula (OWASP's
+    CSV injection), so it gets a leading apostrophe; numbers stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

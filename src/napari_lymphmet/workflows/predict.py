@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..io import folder_lock
 import numpy as np
 
 from ..inference import (DETECTION_SMOOTHING, HeatmapGrid, PredictResult, ScreenConfig, grid_for, model_id,
@@ -115,13 +116,15 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
     if options.screen is not None and options.scheduler:
         raise InputError("--screen runs on this machine only; drop --scheduler, or predict densely on the cluster")
     model_path = resolve_model(model_path)
-    model, card = load_model(model_path)
-    key = model_id(model_path)
     out_root = Path(out)
     if not out_root.parent.is_dir():
         raise InputError(f"{out_root}: output folder {out_root.parent} does not exist")
-    threshold = options.threshold if options.threshold is not None else card.threshold
     with ExitStack() as stack:
+        # Before TensorFlow loads: a second run into this folder is refused within a second.
+        stack.enter_context(folder_lock(out_root))
+        model, card = load_model(model_path)
+        key = model_id(model_path)
+        threshold = options.threshold if options.threshold is not None else card.threshold
         client = None
         if options.scheduler:
             from ..inference import connect
