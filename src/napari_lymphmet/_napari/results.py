@@ -98,8 +98,8 @@ def detections_layer_data(detections: np.ndarray, slide: Slide, *, name: str, so
     """``(data, kwargs, "points")``: ``(N, 3)`` ``(confidence, x, y)`` detections as rings on the slide.
 
     Each point's features are its rank and confidence, and, given its
-    :class:`~napari_lymphmet.inference.Lesion`, its size; a point's text is
-    its rank, so the canvas and the lesion table name it alike.
+    :class:`~napari_lymphmet.inference.Lesion`, its size (napari shows them
+    under the cursor; the lesion table lists them).
     """
     points = detections[:, [2, 1]] - 0.5 if len(detections) else np.zeros((0, 2))  # pixel centres, (row, col)
     n = len(points)
@@ -111,8 +111,6 @@ def detections_layer_data(detections: np.ndarray, slide: Slide, *, name: str, so
     return points, {"name": name, "scale": slide_scale(slide), "units": layer_units(slide),
                     "size": max(slide.dimensions) / 60, "face_color": "transparent", "border_color": "#ff00ff",
                     "border_width": 0.15, "features": features,
-                    "text": {"string": "{rank}", "color": "#ff00ff", "size": 10, "anchor": "upper_left"} if n
-                    else None,
                     "metadata": {"kind": "detections", "source": source}}, "points"
 
 

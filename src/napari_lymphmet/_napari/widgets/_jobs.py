@@ -141,7 +141,7 @@ class Job(Generic[R]):
         that printed its summary or was cancelled; a failure's ``error:``
         line is reported instead. Returns the worker, or the result with ``block``.
         """
-        from ...workflows import BackgroundCommand
+        from ...workflows import BackgroundCommand, CommandResult
 
         on_event = on_event or (lambda _event: None)
 
@@ -149,8 +149,8 @@ class Job(Generic[R]):
             self.command = BackgroundCommand(args)
             if prepare is not None:
                 yield {"event": "prepared", "value": prepare()}
-            if self.cancelled.is_set():
-                raise InputError(f"{self.desc}: cancelled")
+            if self.cancelled.is_set():  # cancelled before the child started: nothing to stop
+                return CommandResult(130, cancelled=True)
             self.command.start()
             yield from self.command.events()
             return self.command.wait()

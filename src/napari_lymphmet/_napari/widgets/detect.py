@@ -242,7 +242,7 @@ class DetectWidget(PluginWidget):
         try:
             if image is None:
                 raise InputError("open a slide first")
-            if self._job is not None and self._job.running:
+            if self.busy:
                 raise InputError("a job is already running on this slide: wait for it or cancel it")
             chosen = str(model or self.model_file.value)
             model_path = resolve_model(chosen)  # no file chosen: the bundled default
@@ -273,10 +273,13 @@ class DetectWidget(PluginWidget):
             if result.cancelled:
                 self._report("cancelled; the heatmap so far is kept, and the next run resumes from it")
                 return
-            self._show_folder(image, folder, model_path, card)
-            self._report(self._summary("done"))
+            self._show_folder(image, folder, model_path, card, block=block,
+                              then=lambda: self._report(self._summary("done")))
 
         def tissue():  # in the worker: where the heatmap is drawn (reading a low level takes a moment)
+            # Imported here, off the GUI thread, for the lesion table (skimage loads its parts lazily).
+            from skimage.measure import regionprops  # noqa: F401
+
             from ...tissue import tissue_for
 
             with slide_of(image) as slide:
@@ -325,8 +328,15 @@ class DetectWidget(PluginWidget):
                 f"threshold {self._run['threshold']:.2f}; results in {self._run['folder']}")
 
     # -- showing a run ------------------------------------------------------------------------
-    def _show_folder(self, image, folder: Path, model_path: Path | None, card) -> None:
-        """Show a finished predict folder: heatmap, detections at this widget's smoothing, the table."""
+    def _show_folder(self, image, folder: Path, model_path: Path | None, card, *, block: bool = True,
+                     then: Any = None) -> None:
+        """Show a finished predict folder: heatmap, detections at this widget's smoothing, the table.
+
+        Without ``block`` each step runs in its own turn of the event loop
+        (adding a layer makes napari build its shaders and controls on the
+        GUI thread), so the window keeps answering between them; ``then``
+        runs after the last.
+        """
         from ...inference import read_heatmap
 
         heatmap, info = read_heatmap(folder / "heatmap.tif")
@@ -340,23 +350,58 @@ class DetectWidget(PluginWidget):
         self._run = {"image": image, "folder": folder, "model": model_path, "card": card, "heatmap": heatmap,
                      "downsample": downsample, "cells_per_patch": box / downsample,
                      "threshold": float(info.get("threshold", card.threshold if card else 0.5))}
-        with slide_of(image) as slide:
-            self._show_heatmap(slide, heatmap, downsample)
-            self.show_detections(slide)
+
+        def heat() -> None:
+            with slide_of(image) as slide:
+                self._show_heatmap(slide, heatmap, downsample)
+
+        def detections() -> None:
+            with slide_of(image) as slide:
+                self.show_detections(slide, table=False)
+
+        def table() -> None:
+            self._fill_table()
+
+        def finish() -> None:
             if model_path is not None:
-                self.corrections.ensure_layer(slide, image)
-        for layer in self._viewer.layers:  # the heatmap says more than the tissue outline now
-            if layer.metadata.get("kind") == "tissue" if isinstance(layer.metadata, dict) else False:
-                layer.visible = False
-        scale_bar = scale_bar_of(self._viewer)
-        scale_bar.visible = True
-        self._show_legend(self._run["threshold"])
+                with slide_of(image) as slide:
+                    self.corrections.ensure_layer(slide, image)
+            for layer in self._viewer.layers:  # the heatmap says more than the tissue outline now
+                if isinstance(layer.metadata, dict) and layer.metadata.get("kind") == "tissue":
+                    layer.visible = False
+            scale_bar_of(self._viewer).visible = True
+            self._show_legend(self._run["threshold"])
+
+        steps = [heat, detections, table, finish] + ([then] if then is not None else [])
+        if block:
+            for step in steps:
+                step()
+            return
+        self._steps_left = len(steps)
+
+        def run_next() -> None:
+            from qtpy.QtCore import QTimer
+
+            step = steps[len(steps) - self._steps_left]
+            self._steps_left -= 1
+            try:
+                step()
+            finally:
+                if self._steps_left:
+                    QTimer.singleShot(0, run_next)
+
+        run_next()
+
+    @property
+    def busy(self) -> bool:
+        """A job runs, or its results are still being laid out."""
+        return (self._job is not None and self._job.running) or getattr(self, "_steps_left", 0) > 0
 
     def sigma(self) -> float:
         """The detection smoothing in heatmap cells: the spin box's patch widths on the last run's grid."""
         return float(self.smoothing.value) * self._run.get("cells_per_patch", 1.0)
 
-    def show_detections(self, slide) -> None:
+    def show_detections(self, slide, *, table: bool = True) -> None:
         """Detect on the last run's heatmap at its threshold and the smoothing box's value; show them and the table."""
         from ...inference import detect, measure_lesions
 
@@ -367,8 +412,9 @@ class DetectWidget(PluginWidget):
         self.lesions = measure_lesions(run["heatmap"], run["downsample"], self.detections, threshold=threshold,
                                        smooth=self.sigma(), mpp=slide.mean_mpp if slide.mpp else None)
         self._add_points(slide, self.detections)
-        self._fill_table()
-        self._show_legend(threshold)
+        if table:
+            self._fill_table()
+            self._show_legend(threshold)
 
     def _redetect(self, _value=None) -> None:
         """Detections again on the last heatmap at the new smoothing: no patch is predicted again."""
@@ -399,7 +445,7 @@ class DetectWidget(PluginWidget):
         if layer is not None and layer in self._viewer.layers:
             self._viewer.layers.remove(layer)
         self.heatmap_layer = self._viewer.add_image(data, **kwargs)
-        self.heatmap_layer.colorbar.visible = True
+        # The legend in the dock is the colour bar (with the threshold): no second one in the canvas.
 
     def load_results(self, folder: str | Path) -> Any:
         """Show a finished run (``lymphmet predict``'s folder) over the chosen slide, detected at this smoothing."""

@@ -74,6 +74,28 @@ class PatchesWidget(PluginWidget):
         self.export_button = PushButton(text="Export")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
+        self.status.native.setWordWrap(True)
+        tips = {
+            self.slide_box: "the slide to cut patches from (opened with napari-lymphmet)",
+            self.mpp: "patch resolution in µm per pixel (0.972 ≈ 10×, what the bundled model reads)",
+            self.level: "for slides without a resolution: read this pyramid level as it is",
+            self.size: "patch side in pixels",
+            self.stride: "step between patches in pixels (less than the size: overlapping patches)",
+            self.min_tissue: "skip patches with less tissue than this fraction",
+            self.rule: "center: tumor when the patch centre is inside a tumor outline (PatchCamelyon's rule); "
+                       "fraction: when at least the fraction below is",
+            self.fraction: "with the fraction rule: the share of the patch that must be tumor",
+            self.cap: "sample at most this many patches of each class per slide (0: all)",
+            self.balance: "sample normal patches down to the number of tumor patches",
+            self.seed: "the sampling's random seed (the same seed, the same patches)",
+            self.fmt: "png (lossless) or jpeg (smaller)",
+            self.out_dir: "the folder to write tumor/, normal/ and patches.csv into",
+            self.preview_button: "show the grid on the slide: a square per patch, coloured by its label",
+            self.export_button: "write the patches in the background; existing ones are kept (resumable)",
+            self.cancel_button: "stop; whole files only are kept, and patches.csv matches them",
+        }
+        for control, tip in tips.items():
+            control.tooltip = tip
         super().__init__(widgets=[
             self.slide_box, self.tumor_box, self.mpp, self.level, self.size, self.stride, self.min_tissue,
             self.rule, self.fraction, self.cap, self.balance, self.seed, self.fmt, self.out_dir,

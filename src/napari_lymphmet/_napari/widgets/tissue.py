@@ -85,6 +85,26 @@ class TissueMaskWidget(PluginWidget):
         self.load_button = PushButton(text="Load mask")
         self.status = Label(value="")
         self.saturation.enabled = False
+        tips = {
+            self.slide_box: "the slide to find tissue on (opened with napari-lymphmet)",
+            self.detect_button: "find the tissue on a low-resolution level of the slide (about 8 µm/px)",
+            self.auto: "choose the saturation threshold from the slide itself (Otsu's method)",
+            self.saturation: "pixels more colourful than this are tissue (stain); glass is grey or white",
+            self.dark: "pixels darker than this are ink or marker, not tissue (0–255)",
+            self.bright: "pixels brighter than this are glass (0–255)",
+            self.pen: "drop blue and green pen marks (their hues are far from H&E's)",
+            self.median: "smooth the mask by a majority vote over this many mask pixels (odd)",
+            self.close: "close gaps narrower than twice this many mask pixels",
+            self.fill: "count holes inside the tissue (fat, sinuses) as tissue",
+            self.min_area: "drop specks of debris smaller than this area",
+            self.save_file: "where to save the mask: a 0/255 PNG or TIFF with a JSON sidecar (its scale)",
+            self.save_button: "save the mask, brush edits included; predict and patches take it with --mask",
+            self.load_file: "a mask saved earlier, to edit or use again",
+            self.load_button: "show the saved mask over the slide",
+        }
+        for control, tip in tips.items():
+            control.tooltip = tip
+        self.status.native.setWordWrap(True)
         self._controls = [self.auto, self.saturation, self.dark, self.bright, self.pen, self.median,
                           self.close, self.fill, self.min_area]
         super().__init__(widgets=[self.slide_box, self.detect_button, *self._controls, self.save_file,
