@@ -173,7 +173,7 @@ def test_level_for_slides_without_mpp_and_jpeg(tmp_path, capsys):
     (["--label-rule", "majority"], "label rule must be"),
     (["--label-rule", "fraction:2"], "label rule must be"),
     (["--mpp", "0.1"], "coarser than the requested 0.1"),
-    (["--min-tissue", "3"], "min_tissue must be in"),
+    (["--min-tissue", "3"], "argument --min-tissue: expected a number ≥ 0 and ≤ 1"),
 ])
 def test_bad_options_exit_2(node, tmp_path, capsys, argv, needle):
     path, _ = node

@@ -141,8 +141,8 @@ def test_tumor_and_normal_patches_differ_in_nuclear_texture_not_only_colour():
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [(["--size", "10"], "at least 256"),
-     (["--mpp", "0"], "mpp must be"),
-     (["--lesions", "-1"], "lesions must be")],
+     (["--mpp", "0"], "argument --mpp: expected a number > 0"),
+     (["--lesions", "-1"], "argument --lesions: expected a whole number ≥ 0")],
 )
 def test_cli_synth_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, needle):
     code, summary, err = run_main(capsys, "synth", "-o", str(tmp_path / "x.tif"), *argv)

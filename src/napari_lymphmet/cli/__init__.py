@@ -29,7 +29,10 @@ __all__ = ['build_parser', 'main']
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lymphmet``; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # a bad option (its one line is printed), --help or --version
+        return int(exit_.code or 0)
     # Our own messages at INFO; other libraries' (matplotlib's font cache, …) only from WARNING.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(message)s",
                         stream=sys.stderr)

@@ -20,25 +20,18 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, 
 
 from ...errors import InputError
 from ...inference.detect import DETECTION_SMOOTHING
-from ._common import PluginWidget, camera_of, layer_tissue, scale_bar_of, slide_of
+from ._common import PluginWidget, layer_tissue, slide_of
 from ._jobs import Job
-from ._table import SortItem, make_table
 from .corrections import CorrectionsPanel
+from .detect_results import DetectResultsMixin
+from .lesions import LesionTableMixin
 
 if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
     from napari.viewer import Viewer
 
-__all__ = ["LESION_TABLE_COLUMNS", "DetectWidget", "run_folder_for"]
+__all__ = ["DetectWidget", "run_folder_for"]
 
 _NO_MASK = "(detect tissue)"
-LESION_TABLE_COLUMNS = ("#", "p", "area mm²", "long mm", "x µm", "y µm")
-_COLUMN_TIPS = ("rank by probability", "tumor probability: the lesion's highest (on the smoothed map)",
-                "area of the lesion's region above the threshold, mm²", "longest diameter: the major axis of that "
-                "region, mm (CAMELYON's "
-                "measure of a metastasis: ≤ 0.2 mm isolated tumor cells, ≤ 2 mm micro, > 2 mm macro)",
-                "position on the slide", "position on the slide")
-
-
 def run_folder_for(slide_path: str | Path) -> Path:
     """Where the widget's runs on a slide go when no results folder is chosen: the plugin cache, one per slide."""
     from ..sample import cache_dir
@@ -48,7 +41,7 @@ def run_folder_for(slide_path: str | Path) -> Path:
     return cache_dir() / "runs" / f"{path.stem}-{digest}"
 
 
-class DetectWidget(PluginWidget):
+class DetectWidget(LesionTableMixin, DetectResultsMixin, PluginWidget):
     """Predict the chosen slide with a model; heatmap, detections and the lesion table follow."""
 
     def __init__(self, napari_viewer: Viewer) -> None:
@@ -109,104 +102,6 @@ class DetectWidget(PluginWidget):
         when_model_changes(self._model_trained)
 
     # -- the legend and the lesion table ---------------------------------------------------
-    def _add_legend(self) -> Any:
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        from ...figures import draw_heatmap_legend
-
-        figure = Figure(figsize=(3.6, 0.75), dpi=90, layout="constrained")
-        canvas = FigureCanvasQTAgg(figure)
-        canvas.setFixedHeight(68)
-        canvas.setToolTip("tumor probability colours; the red line is the detection threshold")
-        _insert_after(self, self.legend_label, canvas)
-        draw_heatmap_legend(figure, None)
-        canvas.hide()
-        return figure
-
-    def _show_legend(self, threshold: float | None) -> None:
-        from ...figures import draw_heatmap_legend
-
-        draw_heatmap_legend(self.legend, threshold)
-        self.legend.canvas.draw_idle()
-        self.legend.canvas.show()
-        self.legend_label.value = "tumor probability"
-
-    def _add_table(self) -> Any:
-        table = make_table(LESION_TABLE_COLUMNS, tooltips=_COLUMN_TIPS, min_height=150)
-        table.setToolTip("the detected lesions: click one to go to it (and select it on the canvas)")
-        _insert_after(self, self.legend_label, table, offset=2)  # under the legend, above the corrections
-        table.itemSelectionChanged.connect(self._table_selected)
-        return table
-
-    def _fill_table(self) -> None:
-        self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(self.lesions))
-        mpp = self._mpp()
-        for row, lesion in enumerate(self.lesions):
-            um = (lesion.x * mpp, lesion.y * mpp) if mpp else (None, None)
-            cells = [(str(lesion.rank), lesion.rank), (f"{lesion.confidence:.2f}", lesion.confidence),
-                     _number(lesion.area_mm2, 3), _number(lesion.major_axis_mm, 2),
-                     _number(um[0], 0), _number(um[1], 0)]
-            for col, (text, key) in enumerate(cells):
-                item = SortItem(text, key)
-                item.setData(256, lesion.rank - 1)  # Qt.UserRole: the detection's index, whatever the sort
-                self.table.setItem(row, col, item)
-        self.table.setSortingEnabled(True)
-        self.table.resizeColumnsToContents()
-
-    def _mpp(self) -> float | None:
-        image = self._run.get("image") or self.slide_box.value
-        mpp = image.metadata.get("mpp") if image is not None else None
-        return float(np.mean(mpp)) if mpp else None
-
-    def _table_selected(self) -> None:
-        rows = {item.row() for item in self.table.selectedItems()}
-        if self._syncing or len(rows) != 1:
-            return
-        index = self.table.item(rows.pop(), 0).data(256)
-        self.go_to(int(index))
-
-    def go_to(self, index: int) -> None:
-        """Select detection ``index`` (0 = most probable) on the canvas and in the table, and zoom to it."""
-        if self.points_layer is None or not 0 <= index < len(self.points_layer.data):
-            return
-        self._syncing = True
-        try:
-            self.points_layer.selected_data = {index}
-            for row in range(self.table.rowCount()):
-                if self.table.item(row, 0).data(256) == index:
-                    self.table.selectRow(row)
-        finally:
-            self._syncing = False
-        world = self.points_layer.data_to_world(self.points_layer.data[index])
-        camera = camera_of(self._viewer)
-        camera.center = tuple(world)
-        # About 1 screen px per µm: a lesion and its surroundings at a readable magnification.
-        camera.zoom = 1.0 if self._mpp() else 0.25
-
-    def _points_selected(self, _event=None) -> None:
-        if self._syncing or self.points_layer is None:
-            return
-        chosen = sorted(self.points_layer.selected_data)
-        if len(chosen) == 1:
-            self._syncing = True
-            try:
-                for row in range(self.table.rowCount()):
-                    if self.table.item(row, 0).data(256) == chosen[0]:
-                        self.table.selectRow(row)
-            finally:
-                self._syncing = False
-
-    def selected_detection(self) -> int | None:
-        """The detection chosen in the table or on the canvas, if any."""
-        rows = {item.row() for item in self.table.selectedItems()}
-        if len(rows) == 1:
-            return int(self.table.item(rows.pop(), 0).data(256))
-        if self.points_layer is not None and len(self.points_layer.selected_data) == 1:
-            return int(next(iter(self.points_layer.selected_data)))
-        return None
-
     # -- choices and settings --------------------------------------------------------------
     def _mask_choices(self, _widget=None) -> list[tuple[str, Any]]:
         from napari.layers import Labels
@@ -328,185 +223,7 @@ class DetectWidget(PluginWidget):
                 f"threshold {self._run['threshold']:.2f}; results in {self._run['folder']}")
 
     # -- showing a run ------------------------------------------------------------------------
-    def _show_folder(self, image, folder: Path, model_path: Path | None, card, *, block: bool = True,
-                     then: Any = None) -> None:
-        """Show a finished predict folder: heatmap, detections at this widget's smoothing, the table.
-
-        Without ``block`` each step runs in its own turn of the event loop
-        (adding a layer makes napari build its shaders and controls on the
-        GUI thread), so the window keeps answering between them; ``then``
-        runs after the last.
-        """
-        from ...inference import read_heatmap
-
-        heatmap, info = read_heatmap(folder / "heatmap.tif")
-        downsample = float(info["downsample"])
-        box = float(info.get("patch_box") or downsample)
-        if self._live.get("image") is not image or "tissue" not in self._live:  # loaded, not just run
-            from ...tissue import tissue_for
-
-            with slide_of(image) as slide:
-                self._live = {"image": image, "tissue": tissue_for(slide, layer_tissue(self.mask_box.value))}
-        self._run = {"image": image, "folder": folder, "model": model_path, "card": card, "heatmap": heatmap,
-                     "downsample": downsample, "cells_per_patch": box / downsample,
-                     "threshold": float(info.get("threshold", card.threshold if card else 0.5))}
-
-        def heat() -> None:
-            with slide_of(image) as slide:
-                self._show_heatmap(slide, heatmap, downsample)
-
-        def detections() -> None:
-            with slide_of(image) as slide:
-                self.show_detections(slide, table=False)
-
-        def table() -> None:
-            self._fill_table()
-
-        def finish() -> None:
-            if model_path is not None:
-                with slide_of(image) as slide:
-                    self.corrections.ensure_layer(slide, image)
-            for layer in self._viewer.layers:  # the heatmap says more than the tissue outline now
-                if isinstance(layer.metadata, dict) and layer.metadata.get("kind") == "tissue":
-                    layer.visible = False
-            scale_bar_of(self._viewer).visible = True
-            self._show_legend(self._run["threshold"])
-
-        steps = [heat, detections, table, finish] + ([then] if then is not None else [])
-        if block:
-            for step in steps:
-                step()
-            return
-        self._steps_left = len(steps)
-
-        def run_next() -> None:
-            from qtpy.QtCore import QTimer
-
-            step = steps[len(steps) - self._steps_left]
-            self._steps_left -= 1
-            try:
-                step()
-            finally:
-                if self._steps_left:
-                    QTimer.singleShot(0, run_next)
-
-        run_next()
-
-    @property
-    def busy(self) -> bool:
-        """A job runs, or its results are still being laid out."""
-        return (self._job is not None and self._job.running) or getattr(self, "_steps_left", 0) > 0
-
-    def sigma(self) -> float:
-        """The detection smoothing in heatmap cells: the spin box's patch widths on the last run's grid."""
-        return float(self.smoothing.value) * self._run.get("cells_per_patch", 1.0)
-
-    def show_detections(self, slide, *, table: bool = True) -> None:
-        """Detect on the last run's heatmap at its threshold and the smoothing box's value; show them and the table."""
-        from ...inference import detect, measure_lesions
-
-        run = self._run
-        threshold = run["card"].threshold if run.get("card") is not None else run["threshold"]
-        run["threshold"] = threshold
-        self.detections = detect(run["heatmap"], run["downsample"], threshold=threshold, smooth=self.sigma())
-        self.lesions = measure_lesions(run["heatmap"], run["downsample"], self.detections, threshold=threshold,
-                                       smooth=self.sigma(), mpp=slide.mean_mpp if slide.mpp else None)
-        self._add_points(slide, self.detections)
-        if table:
-            self._fill_table()
-            self._show_legend(threshold)
-
-    def _redetect(self, _value=None) -> None:
-        """Detections again on the last heatmap at the new smoothing: no patch is predicted again."""
-        if "heatmap" not in self._run:
-            return
-        with slide_of(self._run["image"]) as slide:
-            self.show_detections(slide)
-        self._report(f"{len(self.detections)} detections at smoothing {self.smoothing.value:g} patches")
-
-    def _display(self, heatmap: np.ndarray, downsample: float) -> np.ndarray:
-        """What the heatmap layer shows: the heatmap over the tissue only (see ``tissue_heatmap``)."""
-        from ..results import tissue_heatmap
-
-        tissue = self._live.get("tissue")
-        return heatmap if tissue is None else tissue_heatmap(heatmap, downsample, tissue.mask, tissue.downsample)
-
-    def _show_heatmap(self, slide, heatmap: np.ndarray, downsample: float) -> None:
-        """Draw (or refresh in place) the heatmap layer over the tissue, laid exactly over the slide."""
-        from ..results import heatmap_layer_data
-
-        tissue = self._live.get("tissue")
-        data, kwargs, _ = heatmap_layer_data(heatmap, slide, downsample, name="Tumor probability", tissue=tissue)
-        layer = self.heatmap_layer
-        if layer is not None and layer in self._viewer.layers and layer.metadata.get("slide") == slide.path \
-                and layer.data.shape == data.shape and layer.metadata.get("downsample") == downsample:
-            layer.data = data
-            return
-        if layer is not None and layer in self._viewer.layers:
-            self._viewer.layers.remove(layer)
-        self.heatmap_layer = self._viewer.add_image(data, **kwargs)
-        # The legend in the dock is the colour bar (with the threshold): no second one in the canvas.
-
-    def load_results(self, folder: str | Path) -> Any:
-        """Show a finished run (``lymphmet predict``'s folder) over the chosen slide, detected at this smoothing."""
-        from ...model import read_card, resolve_model
-
-        image = self.slide_box.value
-        folder = Path(folder)
-        try:
-            if image is None:
-                raise InputError("open a slide first")
-            if not (folder / "heatmap.tif").is_file():
-                raise InputError(f"{folder}: no heatmap.tif here; choose a folder lymphmet predict wrote")
-            from ...inference import read_heatmap
-
-            _, info = read_heatmap(folder / "heatmap.tif")
-            model_path, card = None, None
-            try:  # the model that made it, when it is at hand: then the corrections loop works too
-                model_path = resolve_model(info.get("model") or "")
-                card = read_card(model_path)
-            except InputError:
-                model_path = None
-            self._show_folder(image, folder, model_path, card)
-        except (InputError, OSError, KeyError, ValueError) as exc:  # a damaged results file
-            self._report(f"{folder.name}: cannot load results: {exc}", warning=True)
-            return None
-        self._report(self._summary(f"loaded {folder.name}"))
-        return self.heatmap_layer
-
-    def _add_points(self, slide, detections: np.ndarray) -> None:
-        from ..results import detections_layer_data
-
-        if self.points_layer is not None and self.points_layer in self._viewer.layers:
-            self._viewer.layers.remove(self.points_layer)
-        points, kwargs, _ = detections_layer_data(detections, slide, name="Detections", lesions=self.lesions)
-        self.points_layer = self._viewer.add_points(points, **kwargs)
-        self.points_layer.bind_key("n", lambda _layer: self.corrections.mark_not_tumor(), overwrite=True)
-        self.points_layer.selected_data.events.items_changed.connect(self._points_selected)
-
     def cancel(self) -> None:
         """Stop the running job now; what it has done is kept."""
         if self._job is not None:
             self._job.cancel()
-
-
-def _number(value: float | None, digits: int) -> tuple[str, float]:
-    if value is None or not np.isfinite(value):
-        return "–", float("-inf")
-    return f"{value:,.{digits}f}", float(value)
-
-
-def _insert_after(container: Any, widget: Any, qwidget: Any, *, offset: int = 1) -> None:
-    """Put a Qt widget into a magicgui container's layout ``offset`` places after ``widget``.
-
-    magicgui wraps labelled widgets in a row of their own, so the layout
-    item to look for is the one that holds ``widget``'s native widget.
-    """
-    layout = container.native.layout()
-    target = widget.native
-    for index in range(layout.count()):
-        item = layout.itemAt(index).widget()
-        if item is not None and (item is target or item.isAncestorOf(target)):
-            layout.insertWidget(index + offset, qwidget)
-            return
-    layout.addWidget(qwidget)

@@ -1,0 +1,268 @@
+"""Train and compare patch-classifier recipes on PatchCamelyon, resumably, on CPU.
+
+    python scripts/pcam_recipes.py RECIPE [--work DIR] [--data ../shared/data/patches/pcam] [--epochs N]
+
+The ablation behind the bundled model (issue 29, docs/models.md). Every
+recipe trains on ``train/`` and is validated on ``valid/`` (other slides),
+the same seed, the same number of epochs. The patches are decoded once into
+memory (19,171 × 96 × 96 × 3 bytes, 0.5 GB) so an epoch costs only the
+network; augmentation is numpy on each batch.
+
+Each epoch ends with a checkpoint in ``--work/RECIPE/`` (outside the repo):
+a rerun of the same command resumes after the last finished epoch. One JSON
+line per epoch goes to ``log.jsonl`` there (loss, validation AUC and
+accuracy at Youden's threshold, seconds); ``result.json`` holds the best
+epoch scored once and with the 8 dihedral views averaged, and ``best.keras``
+is that epoch's model with a napari-lymphmet card (``--install`` copies it
+into the package as the bundled ``lymph-node-10x``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One row of the ablation table."""
+
+    input_space: str = "rgb"  # "rgb" (scaled to [0, 1]) or "hed" (per-patch standardised optical densities)
+    filters: tuple[int, ...] = (32, 48, 64, 96, 128)
+    convs_per_block: int = 1
+    colour: float = 1.0  # strength of brightness/contrast/saturation/hue jitter (0: off)
+    stain: float = 0.0  # HED stain jitter sigma (0: off)
+    dihedral: bool = True  # random flips and 90° turns
+    epochs: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    dropout: float = 0.3
+
+
+RECIPES = {
+    "rgb": Recipe(),
+    "rgb-noaug": Recipe(colour=0.0, dihedral=False),
+    "rgb-nocolour": Recipe(colour=0.0),
+    "rgb-stain": Recipe(stain=0.2),
+    "hed": Recipe(input_space="hed"),
+    "rgb-wide": Recipe(filters=(32, 64, 96, 128, 192)),
+    "rgb-deep": Recipe(convs_per_block=2, filters=(24, 32, 48, 64, 96)),
+}
+
+
+# -- data ---------------------------------------------------------------------------
+def load_split(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 96, 96, 3) uint8`` patches and ``(N,)`` labels (1 tumor) of a PCam split folder."""
+    import simplejpeg
+
+    files = [(p, label) for label, name in ((0, "normal"), (1, "tumor"))
+             for p in sorted((folder / name).glob("*.jpg"))]
+    images = np.stack([simplejpeg.decode_jpeg(p.read_bytes(), colorspace="RGB") for p, _ in files])
+    return images, np.array([label for _, label in files], np.float32)
+
+
+def cached_split(folder: Path, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    cache.mkdir(parents=True, exist_ok=True)
+    file = cache / f"{folder.parent.name}-{folder.name}.npz"
+    if not file.exists():
+        images, labels = load_split(folder)
+        np.savez(file, images=images, labels=labels)
+    data = np.load(file)
+    return data["images"], data["labels"]
+
+
+def dihedral(batch: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Each image of ``(N, h, w, c)`` turned by ``k % 4`` quarter turns, mirrored when ``k >= 4``."""
+    out = np.empty_like(batch)
+    for i, (image, t) in enumerate(zip(batch, k)):
+        image = np.rot90(image, t % 4)
+        out[i] = image[:, ::-1] if t >= 4 else image
+    return out
+
+
+def augment(batch: np.ndarray, rng: np.random.Generator, recipe: Recipe) -> np.ndarray:
+    """Float32 ``(N, h, w, 3)`` in [0, 255]: dihedral turns, then stain and colour jitter per patch."""
+    n = len(batch)
+    if recipe.dihedral:
+        batch = dihedral(batch, rng.integers(0, 8, n))
+    x = batch.astype(np.float32)
+    if recipe.stain > 0:
+        from napari_lymphmet.model.preprocess import HED_FROM_RGB, RGB_FROM_HED
+
+        od = -np.log((x + 1) / 256) @ HED_FROM_RGB
+        od = od * rng.uniform(1 - recipe.stain, 1 + recipe.stain, (n, 1, 1, 3)) \
+            + rng.uniform(-recipe.stain / 10, recipe.stain / 10, (n, 1, 1, 3))
+        x = np.clip(256 * np.exp(-(od @ RGB_FROM_HED)) - 1, 0, 255)
+    if recipe.colour > 0:
+        s = recipe.colour
+        grey = x.mean(axis=3, keepdims=True)
+        x = grey + (x - grey) * rng.uniform(1 - 0.25 * s, 1 + 0.25 * s, (n, 1, 1, 1))  # saturation
+        mean = x.mean(axis=(1, 2, 3), keepdims=True)
+        x = mean + (x - mean) * rng.uniform(1 - 0.2 * s, 1 + 0.2 * s, (n, 1, 1, 1))  # contrast
+        x = x + rng.uniform(-25 * s, 25 * s, (n, 1, 1, 1))  # brightness
+        x = x + rng.uniform(-10 * s, 10 * s, (n, 1, 1, 3))  # a colour cast per channel (hue, roughly)
+        x = np.clip(x, 0, 255)
+    return x
+
+
+def model_input(x: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """What the network takes: RGB in [0, 255], or HED optical densities (the product's ``prepare_batch``)."""
+    if recipe.input_space == "hed":
+        from napari_lymphmet.model.preprocess import HED_FROM_RGB
+
+        return (-np.log((x + 1) / 256) @ HED_FROM_RGB).astype(np.float32)
+    return x.astype(np.float32)
+
+
+# -- the network --------------------------------------------------------------------
+def build(recipe: Recipe, size: int = 96):
+    """The small CNN, with standard Keras layers only (safe-mode loadable)."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((size, size, 3), name="rgb")
+    if recipe.input_space == "hed":
+        x = layers.LayerNormalization(axis=[1, 2], center=False, scale=False, name="patch_standardise")(inputs)
+    else:
+        x = layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
+    for i, filters in enumerate(recipe.filters):
+        for j in range(recipe.convs_per_block):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}_{j}")(x)
+            x = layers.BatchNormalization(name=f"bn{i}_{j}")(x)
+            x = layers.ReLU()(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(recipe.dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="tumor")(x)
+    return keras.Model(inputs, outputs, name="lymphmet_small_cnn")
+
+
+def predict(model, images: np.ndarray, recipe: Recipe, *, tta: bool = False, batch: int = 256) -> np.ndarray:
+    views = range(8) if tta else range(1)
+    out = np.zeros(len(images))
+    for start in range(0, len(images), batch):
+        chunk = images[start:start + batch]
+        for k in views:
+            view = dihedral(chunk, np.full(len(chunk), k)) if k else chunk
+            out[start:start + batch] += model(model_input(view.astype(np.float32), recipe), training=False
+                                              ).numpy().ravel()
+    return out / len(views)
+
+
+def metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | None = None) -> dict:
+    from napari_lymphmet.model.metrics import best_threshold, binary_metrics
+
+    threshold = best_threshold(labels, scores) if threshold is None else threshold
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in binary_metrics(labels, scores,
+                                                                                       threshold).items()}
+
+
+# -- the run ------------------------------------------------------------------------
+def run(name: str, recipe: Recipe, data: Path, work: Path) -> dict:
+    import keras
+
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = cached_split(data / "train", work / "cache")
+    val_x, val_y = cached_split(data / "valid", work / "cache")
+    log = folder / "log.jsonl"
+    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    steps = len(train_x) // recipe.batch_size
+    keras.utils.set_random_seed(0)
+    if done and (folder / "last.keras").exists():
+        model = keras.saving.load_model(folder / "last.keras", compile=True)
+    else:
+        done = []
+        model = build(recipe)
+        schedule = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, recipe.epochs * steps, alpha=0.02)
+        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay),
+                      loss="binary_crossentropy")
+    class_weight = len(train_y) / (2 * np.bincount(train_y.astype(int)))
+    for epoch in range(len(done), recipe.epochs):
+        start = time.monotonic()
+        rng = np.random.default_rng(1000 + epoch)
+        order = rng.permutation(len(train_x))
+        losses = []
+        for step in range(steps):
+            pick = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+            x = model_input(augment(train_x[pick], rng, recipe), recipe)
+            y = train_y[pick]
+            losses.append(float(model.train_on_batch(x, y, sample_weight=class_weight[y.astype(int)])))
+        scores = predict(model, val_x, recipe)
+        row = {"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 4), **metrics(val_y, scores),
+               "seconds": round(time.monotonic() - start, 1)}
+        model.save(folder / "last.tmp.keras")
+        os.replace(folder / "last.tmp.keras", folder / "last.keras")
+        if not done or row["auc"] > max(r["auc"] for r in done):
+            shutil.copyfile(folder / "last.keras", folder / "best-weights.keras")
+        done.append(row)
+        with log.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps({"recipe": name, **row}), flush=True)
+    best_row = max(done, key=lambda r: r["auc"])
+    model = keras.saving.load_model(folder / "best-weights.keras", compile=False)
+    once = predict(model, val_x, recipe)
+    eight = predict(model, val_x, recipe, tta=True)
+    rate = _patches_per_second(model, val_x[:512], recipe)
+    result = {"recipe": name, "config": recipe.__dict__ | {"filters": list(recipe.filters)},
+              "best_epoch": best_row["epoch"], "epochs": len(done), "weights": int(model.count_params()),
+              "valid_once": metrics(val_y, once), "valid_tta8": metrics(val_y, eight),
+              "patches_per_second": rate, "train_minutes": round(sum(r["seconds"] for r in done) / 60, 1)}
+    _save_with_card(model, recipe, result, folder / "best.keras", threshold=result["valid_once"]["threshold"])
+    (folder / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _patches_per_second(model, images: np.ndarray, recipe: Recipe) -> float:
+    x = model_input(images.astype(np.float32), recipe)
+    model.predict(x[:64], verbose=0)
+    start = time.monotonic()
+    model.predict(x, batch_size=64, verbose=0)
+    return round(len(x) / (time.monotonic() - start), 1)
+
+
+def _save_with_card(model, recipe: Recipe, result: dict, path: Path, *, threshold: float) -> None:
+    from napari_lymphmet.model.card import ModelCard
+    from napari_lymphmet.model.io import save_model
+
+    card = ModelCard(backbone="small-cnn", input_size=96, patch_size=96, patch_mpp=0.972, threshold=float(threshold),
+                     input_space=recipe.input_space, hed_sigma=recipe.stain, colour_sigma=recipe.colour,
+                     weights="none", validation=result["valid_once"], epochs_run=result["epochs"],
+                     training={"recipe": f"scripts/pcam_recipes.py {result['recipe']}", "config": result["config"],
+                               "train": "PatchCamelyon train/ (19,171 patches)",
+                               "validation": "PatchCamelyon valid/ (2,907 patches, other slides)"},
+                     extra={"valid_tta8": result["valid_tta8"], "patches_per_second": result["patches_per_second"]})
+    save_model(model, path, card)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", nargs="+", choices=sorted(RECIPES))
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "patches" / "pcam")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/lymphmet-recipes"))
+    parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs (a quick look)")
+    parser.add_argument("--install", action="store_true", help="copy the last recipe's best.keras into the package")
+    args = parser.parse_args()
+    for name in args.recipes:
+        recipe = RECIPES[name] if args.epochs is None else replace(RECIPES[name], epochs=args.epochs)
+        result = run(name, recipe, args.data, args.work)
+        print(json.dumps(result), flush=True)
+    if args.install:
+        target = ROOT / "src" / "napari_lymphmet" / "models" / "lymph-node-10x.keras"
+        shutil.copyfile(args.work / args.recipes[-1] / "best.keras", target)
+        print(f"installed {target}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
