@@ -36,17 +36,15 @@ def cohort(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cohort_predicted(cohort, synthetic_model, tmp_path_factory):
-    import contextlib
-    import io
-
-    from napari_lymphmet.cli import main
+    """``lymphmet predict`` over the folder, in a child process: GUI tests use it, and must not load TensorFlow."""
+    import subprocess
+    import sys
 
     model_path, _ = synthetic_model
     out = tmp_path_factory.mktemp("cohort-out") / "predictions"
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(["-q", "predict", str(cohort), "--model", str(model_path), "-o", str(out)])
-    return out, code, json.loads(stdout.getvalue().strip().splitlines()[-1]), stderr.getvalue()
+    done = subprocess.run([sys.executable, "-m", "napari_lymphmet.cli", "-q", "predict", str(cohort), "--model",
+                           str(model_path), "-o", str(out)], capture_output=True, text=True, timeout=900)
+    return out, done.returncode, json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
 def test_predict_over_a_folder_writes_a_sorted_cohort_table_and_page(cohort, cohort_predicted):
@@ -138,8 +136,8 @@ def test_dropping_a_predictions_folder_lays_its_results_over_the_slide(make_napa
     kinds = [type(layer).__name__ for layer in layers]
     assert kinds == ["Image", "Points", "Shapes"]
     heat, points, regions = layers
-    D = heat.metadata["downsample"]
-    np.testing.assert_allclose(heat.data_to_world((1, 2)), image.data_to_world((D + (D - 1) / 2, 2 * D + (D - 1) / 2)))
+    m = heat.metadata["display_downsample"]  # drawn over the tissue, at the tissue mask's resolution
+    np.testing.assert_allclose(heat.data_to_world((1, 2)), image.data_to_world((m + (m - 1) / 2, 2 * m + (m - 1) / 2)))
     assert tuple(points.scale) == tuple(image.scale) == tuple(regions.scale)
     # The heatmap.tif alone does the same.
     (again, *_) = viewer.open(str(out / "node_a" / "heatmap.tif"), plugin="napari-lymphmet")
@@ -174,13 +172,14 @@ def test_slides_widget_lists_sorts_opens_and_predicts_all(make_napari_viewer, co
     assert any(n.startswith("Tumor probability") for n in names) and any(n.startswith("Tumor regions") for n in names)
     image = layers[0]
     heat = next(layer for layer in layers if layer.name.startswith("Tumor probability"))
-    D = heat.metadata["downsample"]
-    np.testing.assert_allclose(heat.data_to_world((0, 0)), image.data_to_world(((D - 1) / 2, (D - 1) / 2)))
-    np.testing.assert_allclose(heat.scale, np.asarray(image.scale) * D)
+    m = heat.metadata["display_downsample"]  # drawn over the tissue, at the tissue mask's resolution
+    np.testing.assert_allclose(heat.data_to_world((0, 0)), image.data_to_world(((m - 1) / 2, (m - 1) / 2)))
+    np.testing.assert_allclose(heat.scale, np.asarray(image.scale) * m)
 
     # Predict all in a worker, cancelled after the first slide; then to the end.
     worker = widget.predict_all(block=False)
-    worker.yielded.connect(lambda done: hasattr(done, "result") and widget.cancel())  # after a slide predicted
+    worker.yielded.connect(lambda event: isinstance(event, dict) and event.get("event") == "slide"
+                           and widget.cancel())  # the child says a slide is done: stop it
     qtbot.waitUntil(lambda: widget.predict_button.enabled, timeout=60_000)
     assert "cancelled" in widget.status.value
     done = {e.name for e in widget.entries if e.results is not None}
