@@ -32,6 +32,10 @@ class PluginWidget(Container):
         super().__init__(**kwargs)
         from qtpy.QtCore import QTimer
 
+        from ..reader import prefer_for_slides
+
+        prefer_for_slides()  # as on activation: napari's settings may have been reset since
+
         QTimer.singleShot(0, self._tabify_with_siblings)  # once napari has docked it
 
     def _tabify_with_siblings(self) -> None:
