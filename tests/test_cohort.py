@@ -179,7 +179,7 @@ def test_slides_widget_lists_sorts_opens_and_predicts_all(make_napari_viewer, co
     # Predict all in a worker, cancelled after the first slide; then to the end.
     worker = widget.predict_all(block=False)
     worker.yielded.connect(lambda event: isinstance(event, dict) and event.get("event") == "slide"
-                           and widget.cancel())  # the child says a slide is done: stop it
+                           and not event.get("error") and widget.cancel())  # a slide is done: stop the child
     qtbot.waitUntil(lambda: widget.predict_button.enabled, timeout=60_000)
     assert "cancelled" in widget.status.value
     done = {e.name for e in widget.entries if e.results is not None}

@@ -57,7 +57,7 @@ class PatchesWidget(PluginWidget):
         self.tumor_box = ComboBox(label="tumor layer", choices=self._shapes_choices)
         self.tumor_box.tooltip = ("the Shapes layer whose tumor outlines label patches tumor; defaults to the "
                                   "outlines over the chosen slide. '(none)' labels every patch normal")
-        self._none_chosen = False  # the user picked "(none)" on purpose: keep it
+        self._offered: list = []  # the tumor layers there were when the choice was last made
         self.mpp = FloatSpinBox(label="mpp (µm/px)", min=0.05, max=64, step=0.05, value=d.mpp)
         self.level = SpinBox(label="level (no mpp)", min=0, max=20, value=0)
         self.size = SpinBox(label="size (px)", min=8, max=4096, value=d.size)
@@ -118,25 +118,24 @@ class PatchesWidget(PluginWidget):
         found.sort(key=lambda item: -_tumor_count(item[1]))
         return found + [(_NO_LAYER, None)]
 
-    def _tumor_layer_chosen(self, layer) -> None:
-        if getattr(self, "_defaulting", False):
-            return
-        self._none_chosen = layer is None
+    def _tumor_layer_chosen(self, _layer=None) -> None:
         self._say_tumor_layer()
 
     def _default_tumor_layer(self) -> None:
-        """Choose the Shapes layer with the most tumor outlines over the chosen slide, unless the user chose."""
-        self._defaulting = True
-        try:
-            self.tumor_box.reset_choices()
-            image = self.slide_box.value
-            candidates = [layer for _name, layer in self._shapes_choices() if layer is not None
-                          and _tumor_count(layer) and (image is None or layer.metadata.get("slide") in
-                                                        (None, image.metadata.get("path")))]
-            if candidates and not self._none_chosen and self.tumor_box.value is None:
-                self.tumor_box.value = candidates[0]
-        finally:
-            self._defaulting = False
+        """Choose the Shapes layer with the most tumor outlines over the chosen slide, unless the user chose.
+
+        "(none)" chosen while tumor outlines were on screen is the user's choice, and sticks; "(none)"
+        because there were none gives way to the first outlines that appear.
+        """
+        self.tumor_box.reset_choices()
+        image = self.slide_box.value
+        candidates = [layer for _name, layer in self._shapes_choices() if layer is not None
+                      and _tumor_count(layer) and (image is None or layer.metadata.get("slide") in
+                                                    (None, image.metadata.get("path")))]
+        chose_none = self.tumor_box.value is None and any(layer in candidates for layer in self._offered)
+        if self.tumor_box.value is None and candidates and not chose_none:
+            self.tumor_box.value = candidates[0]
+        self._offered = candidates
         self._say_tumor_layer()
 
     def _say_tumor_layer(self) -> None:
