@@ -57,7 +57,6 @@ class LesionTableMixin:
         draw_heatmap_legend(self.legend, threshold)
         self.legend.canvas.draw_idle()
         self.legend.canvas.show()
-        self.legend_label.value = "tumor probability"
 
     def _add_table(self) -> Any:
         table = make_table(LESION_TABLE_COLUMNS, tooltips=_COLUMN_TIPS, min_height=150)
