@@ -159,8 +159,9 @@ def test_sigterm_stops_predict_like_ctrl_c_and_the_rerun_resumes(tmp_path, gigap
     import signal
 
     out = tmp_path / "out"
+    # A stride of a quarter patch: 16 times the cells, so the run is still going when the signal comes.
     argv = [sys.executable, "-m", "napari_lymphmet.cli", "--events", "predict", str(gigapixel_synthetic), "-o",
-            str(out)]
+            str(out), "--stride", "24"]
 
     def run_until_cells() -> tuple[subprocess.Popen, dict]:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
