@@ -8,7 +8,7 @@ the same seed, the same number of epochs. The patches are decoded once into
 memory (19,171 × 96 × 96 × 3 bytes, 0.5 GB) so an epoch costs only the
 network; augmentation is numpy on each batch.
 
-Each epoch ends with a checkpoint in ``--work/RECIPE/`` (outside the repo):
+Each epoch ends with a checkpoint in ``--work/RECIPE/`` (default ``.recipes/``, ignored by git):
 a rerun of the same command resumes after the last finished epoch. One JSON
 line per epoch goes to ``log.jsonl`` there (loss, validation AUC and
 accuracy at Youden's threshold, seconds); ``result.json`` holds the best
@@ -48,6 +48,7 @@ class Recipe:
     weight_decay: float = 1e-4
     batch_size: int = 64
     dropout: float = 0.3
+    network: str = "cnn"  # "cnn" (plain convolutions) or "p4m" (kernels tied across the 8 turns and mirrorings)
 
 
 RECIPES = {
@@ -58,6 +59,8 @@ RECIPES = {
     "hed": Recipe(input_space="hed"),
     "rgb-wide": Recipe(filters=(32, 64, 96, 128, 192)),
     "rgb-deep": Recipe(convs_per_block=2, filters=(24, 32, 48, 64, 96)),
+    # The same 32-128 feature maps and compute as "rgb", as 4-16 filters in each of 8 orientations.
+    "p4m": Recipe(network="p4m", filters=(4, 6, 8, 12, 16)),
 }
 
 
@@ -127,9 +130,15 @@ def model_input(x: np.ndarray, recipe: Recipe) -> np.ndarray:
 
 # -- the network --------------------------------------------------------------------
 def build(recipe: Recipe, size: int = 96):
-    """The small CNN, with standard Keras layers only (safe-mode loadable)."""
+    """The small CNN, with standard Keras layers only, or its p4m twin (registered layers); both load in
+    safe mode."""
     import keras
     from keras import layers
+
+    if recipe.network == "p4m":
+        from napari_lymphmet.model.equivariant import p4m_cnn
+
+        return p4m_cnn(size, filters=recipe.filters, input_space=recipe.input_space, dropout=recipe.dropout)
 
     inputs = keras.Input((size, size, 3), name="rgb")
     if recipe.input_space == "hed":
@@ -172,6 +181,8 @@ def metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | None = No
 def run(name: str, recipe: Recipe, data: Path, work: Path) -> dict:
     import keras
 
+    if recipe.network == "p4m":
+        import napari_lymphmet.model.equivariant  # noqa: F401  (registers the layers a checkpoint is made of)
     folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
     train_x, train_y = cached_split(data / "train", work / "cache")
@@ -250,7 +261,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipes", nargs="+", choices=sorted(RECIPES))
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "patches" / "pcam")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/lymphmet-recipes"))
+    # Ignored by git, beside the checkout: checkpoints outlive a session, never enter a commit.
+    parser.add_argument("--work", type=Path, default=ROOT / ".recipes")
     parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs (a quick look)")
     parser.add_argument("--install", action="store_true", help="copy the last recipe's best.keras into the package")
     args = parser.parse_args()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # GUI tests run as a user's napari does: Mesa's default driver, nothing preloaded. TensorFlow never
@@ -189,11 +191,17 @@ def synthetic_model(tmp_path_factory):
     Patches are 64 px at 1 µm/px from 0.5 µm/px slides, so a heatmap cell is
     128 level-0 px. Returns (model path, test slide path).
     """
+    with built_once(tmp_path_factory, "synthetic-model") as (root, done):
+        if not done:
+            _build_synthetic_model(root)
+    return root / "synthetic.keras", root / "test_node.tif"
+
+
+def _build_synthetic_model(root: Path) -> None:
     from napari_lymphmet import open_slide
     from napari_lymphmet.patches import PatchSpec, export_patches, plan_for_slide
     from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
 
-    root = tmp_path_factory.mktemp("inference")
     for seed in (41, 43):  # two stains, so the model cannot lean on one
         train_slide = root / f"train_node_{seed}.tif"
         write_synthetic_slide(train_slide, SynthSpec(width=6144, height=6144, seed=seed, lesions=3, mpp=0.5))
@@ -207,4 +215,28 @@ def synthetic_model(tmp_path_factory):
              "--epochs", "10", "--input-size", "64", "--batch-size", "32", "--val-fraction", "0")
     test_slide = root / "test_node.tif"
     write_synthetic_slide(test_slide, SynthSpec(width=8192, height=6144, seed=42, lesions=3, mpp=0.5))
-    return model, test_slide
+
+
+# Where fixtures built once are shared: `python -m tests` names one folder for both of its pytest sessions;
+# a plain `pytest -n 2` shares among its workers.
+SHARED_ENV = "LYMPHMET_TEST_SHARED"
+
+
+@contextmanager
+def built_once(tmp_path_factory, name: str) -> Iterator[tuple[Path, bool]]:
+    """``(folder, already built)`` for a read-only fixture that every worker and session shares.
+
+    The first process to get here builds it while holding a lock; the others
+    wait, then find it built. Tests must not write into the folder.
+    """
+    import fcntl
+
+    base = Path(os.environ.get(SHARED_ENV) or tmp_path_factory.getbasetemp().parent)
+    root = base / name
+    root.mkdir(parents=True, exist_ok=True)
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = root / ".built"
+        done = marker.exists()
+        yield root, done
+        marker.touch()

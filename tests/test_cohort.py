@@ -183,7 +183,8 @@ def test_slides_widget_lists_sorts_opens_and_predicts_all(make_napari_viewer, co
     qtbot.waitUntil(lambda: widget.predict_button.enabled, timeout=60_000)
     assert "cancelled" in widget.status.value
     done = {e.name for e in widget.entries if e.results is not None}
-    assert {"node_a", "node_c"} < done and len(done) == 3
+    # The signal meets the child after its first new slide; on a busy machine a second small one may be done too.
+    assert {"node_a", "node_c"} < done and len(done) in (3, 4)
     widget.predict_all(block=True)
     scores = {e.name: e.slide_score for e in widget.entries}
     assert all(scores[n] is not None for n in ("node_a", "node_b", "node_c", "node_d"))

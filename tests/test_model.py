@@ -79,7 +79,8 @@ def test_small_cnn_separates_a_held_out_synthetic_slide(synthetic_patches, tmp_p
     assert summary["epochs_run"] >= 1 and summary["train"]["tumor"] > 20
     code, scored, err = run_main(capsys, "score", str(out), str(synthetic_patches["test"]))
     assert code == 0, err
-    assert set(scored) == {"n", "auc", "accuracy", "sensitivity", "specificity", "threshold"}
+    assert set(scored) == {"n", "auc", "accuracy", "sensitivity", "specificity", "threshold", "single_pass"}
+    assert scored["single_pass"]["n"] == scored["n"]  # the patch as it is, from the same passes
     assert scored["auc"] >= 0.99, scored
     assert scored["accuracy"] >= 0.9
 
@@ -168,13 +169,14 @@ def test_real_camelyon_patches_left_out_slide_is_called_normal(tmp_path):
     assert roc_auc(table.labels[is_073], predict_patches(model, meta, trained_on)) > 0.9
 
 
-@pytest.mark.parametrize("backbone", ["efficientnetb0", "mobilenetv3small", "small-cnn"])
+@pytest.mark.parametrize("backbone", ["efficientnetb0", "mobilenetv3small", "small-cnn", "p4m-cnn"])
 def test_every_backbone_builds_and_predicts_without_pretrained_weights(backbone):
     from napari_lymphmet.model import ModelCard, build_model, predict_patches
 
     model = build_model(backbone, input_size=64, weights="none")
     assert model.output_shape == (None, 1)
-    meta = ModelCard(backbone=backbone, input_size=64, input_space="hed" if backbone == "small-cnn" else "rgb")
+    meta = ModelCard(backbone=backbone, input_size=64,
+                     input_space="hed" if backbone in ("small-cnn", "p4m-cnn") else "rgb")
     scores = predict_patches(model, meta, np.full((2, 80, 80, 3), 200, np.uint8))  # resized to 64
     assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
 
@@ -194,6 +196,40 @@ def test_test_time_augmentation_is_the_mean_over_the_eight_views():
     np.testing.assert_allclose(predict_patches(model, meta, np.ascontiguousarray(patches[:, ::-1]), tta=True),
                                averaged, atol=1e-5)
     assert not np.allclose(predict_patches(model, meta, patches), averaged, atol=1e-5)
+
+
+def test_four_views_are_the_mean_over_the_four_turns():
+    from napari_lymphmet.model import build_model, predict_prepared, predict_views
+
+    model = build_model("small-cnn", input_size=32, weights="none")
+    x = np.random.default_rng(1).normal(size=(3, 32, 32, 3)).astype(np.float32)
+    turns = [predict_prepared(model, np.ascontiguousarray(np.rot90(x, k, axes=(1, 2)))) for k in range(4)]
+    np.testing.assert_allclose(predict_views(model, x, 4), np.mean(turns, axis=0), atol=1e-5)
+    np.testing.assert_array_equal(predict_views(model, x, 1), predict_prepared(model, x))
+    with pytest.raises(ValueError, match="views must be one of"):
+        predict_views(model, x, 3)
+
+
+def test_a_p4m_network_gives_one_answer_for_a_patch_and_its_eight_turns_and_mirrorings(tmp_path):
+    """Invariant by construction, trained or not: kernels tied across the group, normalised per filter."""
+    from napari_lymphmet.model import ModelCard, load_model, save_model
+    from napari_lymphmet.model.equivariant import d4_tables, p4m_cnn, transform
+
+    model = p4m_cnn(96, filters=(2, 3, 4, 4, 6))
+    x = np.random.default_rng(2).uniform(0, 255, (16, 96, 96, 3)).astype(np.float32)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(x, np.arange(16) % 2, epochs=1, batch_size=8, verbose=0)  # batch-norm statistics no longer neutral
+    scores = np.asarray(model(x, training=False)).ravel()
+    assert scores.std() > 1e-4  # not a constant, which would be trivially invariant
+    for g in range(1, 8):
+        turned = np.asarray(model(np.ascontiguousarray(transform(x, g, axes=(1, 2))), training=False)).ravel()
+        np.testing.assert_allclose(turned, scores, atol=1e-5, err_msg=f"group element {g}")
+    product, inverse = d4_tables()
+    assert (product[np.arange(8), inverse] == 0).all() and (product[0] == np.arange(8)).all()
+    # Saved with its card, it loads in Keras safe mode as any bundled model does.
+    path = save_model(model, tmp_path / "p4m.keras", ModelCard(backbone="p4m-cnn", input_size=96))
+    loaded, card = load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded(x, training=False)).ravel(), scores, atol=1e-6)
 
 
 OLD_MODEL = Path(__file__).parent / "data" / "model-0.1.0.keras"  # made by tests/data/make_model_0_1_0.py
@@ -227,8 +263,10 @@ def test_model_card_checks_its_input_and_survives_pickling():
         ModelCard.from_dict({"input_size": 64}, source="m.keras")
     with pytest.raises(InputError, match="newer"):
         ModelCard.from_dict({"backbone": "small-cnn", "input_size": 64, "card_version": 99})
-    with pytest.raises(InputError, match="malformed"):
-        ModelCard.from_dict({"backbone": "small-cnn", "input_size": "big"})
+    with pytest.raises(InputError, match="m.keras: model card: input_size must be a whole number"):
+        ModelCard.from_dict({"backbone": "small-cnn", "input_size": "big"}, source="m.keras")
+    with pytest.raises(InputError, match="threshold must be a probability"):
+        ModelCard(backbone="small-cnn", input_size=64, threshold=float("nan"))
     card = ModelCard.from_dict({"backbone": "small-cnn", "input_size": 64, "training": {"a": [1, 2]},
                                 "from_the_future": {"x": 1}})
     assert card.extra["from_the_future"]["x"] == 1 and card.to_dict()["from_the_future"] == {"x": 1}

@@ -20,7 +20,7 @@ from .conftest import open_widget, real_slide
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
-STALL_LIMIT = float(os.environ.get("LYMPHMET_STALL_LIMIT", "2.0"))  # seconds; 1.0 on a quiet machine
+STALL_LIMIT = float(os.environ.get("LYMPHMET_STALL_LIMIT", "1.0"))  # seconds: issue 37's goal
 WIDGETS = ("Slides", "Detect metastases", "Train", "Patches", "Tissue mask", "Annotations")
 
 
@@ -74,6 +74,7 @@ def _idle(detect) -> bool:
     return detect._job is not None and not detect.busy
 
 
+@pytest.mark.timing
 def test_the_pathologists_road_with_mesa_default_driver(make_napari_viewer, synthetic_model, gigapixel_synthetic,
                                                         tmp_path, monkeypatch, qtbot):
     from napari_lymphmet._napari import sample
@@ -105,8 +106,9 @@ def test_the_pathologists_road_with_mesa_default_driver(make_napari_viewer, synt
         assert detect.cancel_button.enabled
         qtbot.waitUntil(lambda: _idle(detect), timeout=240_000)
     assert detect.status.value.startswith("done"), detect.status.value
-    # napari builds each new layer's controls and shaders on the GUI thread: 0.6-0.7 s at most on a quiet
-    # 2-core machine; the suite runs two GUI workers side by side on 2 cores, so it allows twice the 1 s goal.
+    # napari builds each new layer's controls and visuals on the GUI thread: the plugin adds one layer per
+    # event-loop turn, imports what napari would import lazily in the worker, and runs the child at a lower
+    # priority. `python -m tests` runs this test alone, so the neighbour is the child, as for a user.
     assert stalls.longest < STALL_LIMIT, f"the GUI thread stalled {stalls.longest:.2f} s"
     assert len(detect.detections) > 0 and detect.table.rowCount() == len(detect.detections)
     assert not _unfinished_progress_bars(viewer)

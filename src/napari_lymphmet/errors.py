@@ -6,7 +6,7 @@ code 2; the napari shells turn them into a notification.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "SlideError", "SlideReadError"]
+__all__ = ["InputError", "ModelOutputError", "SlideError", "SlideReadError"]
 
 
 class InputError(Exception):
@@ -19,3 +19,7 @@ class SlideError(InputError):
 
 class SlideReadError(SlideError, OSError):
     """A region of an opened slide could not be read or decoded."""
+
+
+class ModelOutputError(InputError):
+    """A model gave something that is not one probability per patch: the model is wrong, not the slide."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
+from ..io import atomic_path, read_limited, text_limit
 from .core import EXCLUSION, EXCLUSION_GROUPS, TUMOR, TUMOR_GROUPS, Annotation, AnnotationWarning
 from ..errors import InputError
 
@@ -54,14 +54,13 @@ def read_asap_xml(path: str | os.PathLike) -> list[Annotation]:
         :class:`AnnotationWarning` naming it instead.
     """
     path = Path(path)
+    text = read_limited(path, text_limit(), what="annotation file")
     try:
-        root = ET.parse(path).getroot()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
+        root = ET.fromstring(text)
     except ET.ParseError as exc:
         raise InputError(f"{path}: not valid XML ({exc})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not valid XML (nested too deeply)") from None
     if root.tag != "ASAP_Annotations":
         raise InputError(f"{path}: not an ASAP annotation file (root element <{root.tag}>)")
     out = []

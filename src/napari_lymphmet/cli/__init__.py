@@ -42,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.func
     warnings.showwarning = _show_warning
     _Events.enabled = bool(getattr(args, "events", False))
+    if getattr(args, "nice", 0):
+        os.nice(args.nice)
     _sigterm_as_sigint()
     try:
         summary = command(args)

@@ -73,7 +73,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         if not len(val_table):
             warnings.warn(why_no_split(table) + ": training without validation, threshold 0.5; give --val "
                           "with patches from other slides", stacklevel=1)
-    if config.weights == "imagenet" and config.backbone != "small-cnn":
+    if config.weights == "imagenet" and config.backbone not in ("small-cnn", "p4m-cnn"):
         from ..model import build_model
 
         build_model(config.backbone, input_size=config.size, weights="imagenet")  # fail fast when offline

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", action="store_true",
                         help="progress as JSON lines on stdout before the summary (for the napari plugin and other "
                              "front ends)")
+    parser.add_argument("--nice", type=NON_NEGATIVE_INT, default=0, metavar="N",
+                        help="run at a lower CPU priority (N as for nice(1)), so a window beside it stays responsive")
     # -q and --debug also work after the command name.
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -238,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screen-threshold", type=PROBABILITY, default=None, metavar="P",
                    help="with --screen, the probability whose neighbourhood is predicted in full (default: half "
                         "the model's detection threshold)")
+    p.add_argument("--tta", type=int, choices=(1, 4, 8), default=1, metavar="1|4|8",
+                   help="views per patch, averaged: 1 (default), 4 rotations, or 8 rotations and mirrorings; "
+                        "each view costs one more pass of the model (see docs/models.md for what it buys)")
     p.add_argument("--scheduler", default=None, help="tcp://host:8786 of a dask cluster, or local")
     p.add_argument("--workers", type=POSITIVE_INT, default=2, help="worker processes for --scheduler local")
     p.set_defaults(func=_predict)

@@ -32,10 +32,13 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
             raise InputError(f"--screen-threshold: {exc}") from None
     options = PredictOptions(mask=args.mask, stride=args.stride, batch_size=args.batch_size,
                              threshold=args.threshold, detect=args.detect, scheduler=args.scheduler,
-                             workers=args.workers, screen=screen)
+                             workers=args.workers, screen=screen, tta=args.tta)
     if args.smooth is not None:
         options = replace(options, smooth=args.smooth)
-    slides = find_slides(args.slides)
+    skipped: list = []
+    slides = find_slides(args.slides, skipped=skipped)
+    for path, reason in skipped if not args.quiet else ():
+        print(f"skipped: {path}: {reason}", file=sys.stderr, flush=True)
     if not slides:
         raise InputError(f"{', '.join(args.slides)}: no slide files found")
     rows, done, failed = [], [], []
@@ -44,7 +47,8 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
                                  progress=lambda slide_id: _Progress(f"predict {slide_id}", quiet=args.quiet)):
         rows.append(cohort_row(result))
         if isinstance(result, SlideFailure):  # reported, and the next slide goes on
-            print(f"warning: {result.error}", file=sys.stderr, flush=True)
+            if len(slides) > 1:  # one slide's failure is the error line itself
+                print(f"warning: {result.error}", file=sys.stderr, flush=True)
             failed.append({"slide": result.slide, "error": result.error})
             _Events.emit("slide", slide=result.slide, error=result.error)
         else:
@@ -55,7 +59,8 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     if not done:  # exit 2 only when nothing could be predicted
         raise InputError(failed[0]["error"] if len(failed) == 1 else
                          f"none of the {len(failed)} slides could be predicted; see {cohort['slides_csv']}")
-    return {"model": str(args.model or DEFAULT_MODEL), "slides": done, "failed": failed, **cohort}
+    return {"model": str(args.model or DEFAULT_MODEL), "slides": done, "failed": failed,
+            "skipped": [{"path": str(path), "reason": reason} for path, reason in skipped], **cohort}
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,11 +8,12 @@ Each builder returns a :class:`matplotlib.figure.Figure` on the Agg canvas
 
 from .core import axes_box, new_figure, png_bytes, save_png
 from .froc import froc_figure
-from .heatmap import HEATMAP_FLOOR, draw_heatmap_legend, heatmap_rgba
+from .heatmap import HEATMAP_FLOOR, draw_heatmap_legend, heatmap_rgba, mark_threshold
 from .overlay import overlay_figure
 from .training import draw_training, training_figure
 
 __all__ = [
-    "HEATMAP_FLOOR", "axes_box", "draw_heatmap_legend", "draw_training", "froc_figure", "heatmap_rgba", "new_figure",
+    "HEATMAP_FLOOR", "axes_box", "draw_heatmap_legend", "draw_training", "froc_figure", "heatmap_rgba",
+    "mark_threshold", "new_figure",
     "overlay_figure", "png_bytes", "save_png", "training_figure",
 ]

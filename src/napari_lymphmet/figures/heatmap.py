@@ -16,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["HEATMAP_FLOOR", "draw_heatmap_legend", "heatmap_rgba"]
+__all__ = ["HEATMAP_FLOOR", "draw_heatmap_legend", "heatmap_rgba", "mark_threshold"]
 
 HEATMAP_FLOOR = 0.2  # probabilities at or below it are not drawn
 _ALPHA = (0.12, 0.85)  # opacity just above the floor, and at probability 1: faint doubt, solid tumor
@@ -55,9 +55,25 @@ def draw_heatmap_legend(figure: Figure, threshold: float | None = None) -> Figur
     ax.tick_params(labelsize=8)
     ax.axvline(HEATMAP_FLOOR, color="0.4", lw=0.8, ls=":")
     label = "tumor probability (left of the dotted line: not drawn)"
-    if threshold is not None and np.isfinite(threshold):
-        ax.axvline(threshold, color="#d00000", lw=2)
-        ax.text(threshold, 1.05, f"threshold {threshold:.2f}", color="#d00000", fontsize=8, ha="center",
-                va="bottom", transform=ax.get_xaxis_transform())
+    # Drawn always (hidden without a threshold), so mark_threshold moves them without laying the figure out again.
+    ax.axvline(0.5, color="#d00000", lw=2, gid="threshold-line")
+    ax.text(0.5, 1.05, "", color="#d00000", fontsize=8, ha="center", va="bottom",
+            transform=ax.get_xaxis_transform(), gid="threshold-text")
     ax.set_xlabel(label, fontsize=8)
+    mark_threshold(figure, threshold)
     return figure
+
+
+def mark_threshold(figure: Figure, threshold: float | None) -> None:
+    """Move the legend's threshold line and label to ``threshold`` (hide them for ``None``): a few
+    artists changed, no new layout, so a window showing the legend redraws it in milliseconds."""
+    shown = threshold is not None and bool(np.isfinite(threshold))
+    for artist in figure.findobj(lambda a: a.get_gid() in ("threshold-line", "threshold-text")):
+        artist.set_visible(shown)
+        if not shown:
+            continue
+        if artist.get_gid() == "threshold-line":
+            artist.set_xdata([threshold, threshold])
+        else:
+            artist.set_x(threshold)
+            artist.set_text(f"threshold {threshold:.2f}")

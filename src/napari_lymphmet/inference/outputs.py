@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
+from ..io import atomic_path, result_set
 from ..annotations import write_asap_xml, write_geojson, write_geojson_points
 from .detect import DETECTION_SMOOTHING, detect, detection_sigma, slide_score
 from .lesions import measure_lesions, write_lesions_csv
@@ -23,8 +23,9 @@ __all__ = ['read_heatmap', 'write_outputs']
 
 
 def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResult, *, model_name: str,
-                  threshold: float = 0.5, method: str = "components", smooth: float = DETECTION_SMOOTHING) -> dict:
-    """Write a slide's results into ``out_dir``, each file atomically.
+                  threshold: float = 0.5, method: str = "components", smooth: float = DETECTION_SMOOTHING,
+                  views: int = 1) -> dict:
+    """Write a slide's results into ``out_dir`` as one set: the old complete set or the new, never a mix.
 
     ``heatmap.tif``, ``heatmap.ome.zarr``, ``heatmap.json``, ``overlay.png``;
     ``detections.csv`` (CAMELYON16) and ``detections.geojson`` (QuPath
@@ -36,19 +37,36 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
     ``heatmap.tif`` keeps the raw probabilities. GeoJSON coordinates are
     relative to the slide's bounds when it has them (MRXS), as QuPath
     shows such slides; ``heatmap.json`` records that ``geojson_offset``.
+
+    The files are written into a staging folder and moved in together,
+    ``heatmap.json`` (the set's completion marker) last (see
+    :func:`napari_lymphmet.io.result_set`).
     """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with result_set(out, marker="heatmap.json") as stage:
+        summary = _write_set(stage, slide, result, model_name=model_name, threshold=threshold, method=method,
+                             smooth=smooth, views=views)
+    names = {"heatmap": "heatmap.tif", "heatmap_zarr": "heatmap.ome.zarr", "heatmap_json": "heatmap.json",
+             "overlay": "overlay.png", "detections": "detections.csv", "detections_geojson": "detections.geojson",
+             "lesions": "lesions.csv", "tumor_regions_geojson": "tumor_regions.geojson",
+             "tumor_regions_xml": "tumor_regions.xml"}
+    return {**{key: str(out / name) for key, name in names.items()}, **summary}
+
+
+def _write_set(out: Path, slide: Slide, result: PredictResult, *, model_name: str, threshold: float, method: str,
+               smooth: float, views: int) -> dict:
+    """Write every result file into ``out`` (the staging folder); the summary numbers."""
     import tifffile
 
     from ..figures import axes_box, overlay_figure, save_png
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     grid = result.grid
     info = {"downsample": grid.downsample, "mpp": grid.mpp, "model": model_name,
             "shape": list(result.heatmap.shape), "slide": slide.path, "patch_size": grid.patch_size,
             "patch_box": grid.box, "read_level": grid.read_level,
             "cell": "cell (r, c) covers level-0 x in [c*D, (c+1)*D), y in [r*D, (r+1)*D)",
-            "complete": result.complete, "screened": result.screened,
+            "complete": result.complete, "screened": result.screened, "tta_views": views,
             # Screening predicts some tissue cells; the others hold their predicted neighbours' mean.
             "cells": {"tissue": result.total, "predicted": result.total - result.inferred,
                       "inferred": result.inferred}}
@@ -85,13 +103,7 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
                   properties=[{"probability_max": r.probability_max, "probability_mean": r.probability_mean,
                                "area_um2": r.area_um2} for r in regions])
     write_asap_xml(out / "tumor_regions.xml", region_annotations(regions))
-    return {"heatmap": str(out / "heatmap.tif"), "heatmap_zarr": str(out / "heatmap.ome.zarr"),
-            "heatmap_json": str(out / "heatmap.json"),
-            "overlay": str(out / "overlay.png"), "detections": str(out / "detections.csv"),
-            "detections_geojson": str(out / "detections.geojson"), "lesions": str(out / "lesions.csv"),
-            "tumor_regions_geojson": str(out / "tumor_regions.geojson"),
-            "tumor_regions_xml": str(out / "tumor_regions.xml"),
-            "n_detections": int(len(detections)), "tumor_area_mm2": info["tumor_area_mm2"]}
+    return {"n_detections": int(len(detections)), "tumor_area_mm2": info["tumor_area_mm2"]}
 
 
 def read_heatmap(path: str | os.PathLike) -> tuple[np.ndarray, dict]:

@@ -181,6 +181,7 @@ def iter_predict(
     model_key: str = "",
     predict_fn: Callable[[np.ndarray], np.ndarray] | None = None,  # on prepared batches
     cancel: threading.Event | None = None,
+    views: int = 1,
 ) -> Generator[tuple[np.ndarray, int, int], None, PredictResult]:
     """Predict a slide batch by batch, yielding ``(heatmap, done, total)`` after each.
 
@@ -191,9 +192,11 @@ def iter_predict(
     current batch; the generator then returns the :class:`PredictResult`
     (``complete`` false) and saves the checkpoint, as closing it does. A
     checkpoint holds predicted cells only, so dense and screened runs can
-    resume each other's.
+    resume each other's. ``views`` (1, 4 or 8) averages each patch over its
+    rotations (and mirrorings): test-time augmentation, ``views`` times the
+    model's work.
     """
-    from ..model import predict_prepared, prepare_batch
+    from ..model import predict_views, prepare_batch
 
     grid = grid_for(slide, card, stride=stride)
     heatmap = np.zeros((grid.rows, grid.cols), np.float32)
@@ -206,12 +209,14 @@ def iter_predict(
     if checkpoint is not None:
         key = {"model": model_key, "slide": Path(slide.path).name, "grid": [grid.rows, grid.cols],
                "downsample": grid.downsample, "cells": int(len(cells))}
+        if views != 1:  # cells of another view count are other numbers (and older checkpoints say nothing)
+            key["views"] = views
         store = _Checkpoint(Path(checkpoint), key)
         previous = store.load()
         if previous is not None:
             heatmap, done = previous
             resumed = int((done & tissue).sum())
-    predict = predict_fn or (lambda x: predict_prepared(model, x))
+    predict = predict_fn or (lambda x: predict_views(model, x, views))
 
     def read(cells: np.ndarray) -> np.ndarray:
         # Reading, resizing and the model's input transform all run here, in

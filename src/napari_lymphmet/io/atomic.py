@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["atomic_dir", "atomic_path"]
+__all__ = ["atomic_dir", "atomic_path", "result_set"]
 
 
 @contextmanager
@@ -61,3 +61,71 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def result_set(folder: str | os.PathLike, *, marker: str) -> Iterator[Path]:
+    """Yield a staging folder to fill with a whole result set; on success it replaces its namesakes in
+    ``folder``, with ``marker`` (the file that says the set is complete) moved in last.
+
+    The old marker is removed before any file moves, so at every moment
+    ``folder`` holds the old complete set, the new one, or files without a
+    marker (a crash between renames), never a mix that claims to be
+    complete. Renames need no space: a full disk is met while staging, and
+    leaves the old set as it was.
+
+    Raises
+    ------
+    InputError
+        A file cannot be written (a full disk, a read-only folder); the
+        message names it.
+    """
+    folder = Path(folder)
+    stage = folder / ".results.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        stage.mkdir()
+        yield stage
+        if not (stage / marker).is_file():
+            raise RuntimeError(f"result set in {folder} has no {marker}")
+        (folder / marker).unlink(missing_ok=True)
+        for item in sorted(stage.iterdir()):
+            if item.name != marker:
+                _replace(item, folder / item.name)
+        os.replace(stage / marker, folder / marker)
+    except OSError as exc:
+        name = Path(exc.filename).name if exc.filename else _newest(stage)
+        where = folder / _final_name(name) if name else folder
+        raise InputError(f"{where}: cannot write the results ({exc.strerror or exc}); "
+                         f"the folder keeps {'the previous results' if (folder / marker).exists() else 'no results'}"
+                         ) from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _newest(folder: Path) -> str | None:
+    """The name of the entry written last in ``folder``: the one a write that names no file was filling."""
+    try:
+        entries = list(folder.iterdir())
+        return max(entries, key=lambda p: p.lstat().st_mtime_ns).name if entries else None
+    except OSError:
+        return None
+
+
+def _final_name(name: str) -> str:
+    """``overlay.png`` for :func:`atomic_path`'s ``.overlay.partial.png`` (and the name itself otherwise)."""
+    if name.startswith(".") and ".partial" in name:
+        return name[1:].replace(".partial", "", 1)
+    return name
+
+
+def _replace(source: Path, target: Path) -> None:
+    """``os.replace`` that also takes a folder's place (a zarr store): the old one is moved aside first."""
+    if target.is_dir() and not target.is_symlink():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(source, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(source, target)

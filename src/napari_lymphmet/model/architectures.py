@@ -8,10 +8,12 @@ import sys
 
 from ..errors import InputError
 
-__all__ = ['BACKBONES', 'DEFAULT_INPUT', 'build_model']
+__all__ = ['BACKBONES', 'DEFAULT_INPUT', 'FROM_SCRATCH', 'build_model']
 
-BACKBONES = ("efficientnetb0", "mobilenetv3small", "small-cnn")
-DEFAULT_INPUT = {"efficientnetb0": 224, "mobilenetv3small": 224, "small-cnn": 128}
+BACKBONES = ("efficientnetb0", "mobilenetv3small", "small-cnn", "p4m-cnn")
+DEFAULT_INPUT = {"efficientnetb0": 224, "mobilenetv3small": 224, "small-cnn": 128, "p4m-cnn": 96}
+# Networks built here from scratch, read as HED optical densities standardised per patch.
+FROM_SCRATCH = ("small-cnn", "p4m-cnn")
 
 
 # -- building -----------------------------------------------------------------
@@ -56,6 +58,15 @@ def build_model(backbone: str = "efficientnetb0", *, input_size: int | None = No
     from keras import layers
 
     size = input_size or DEFAULT_INPUT[backbone]
+    if backbone == "p4m-cnn":  # the small CNN with rotation- and mirror-tied kernels
+        if weights == "imagenet":
+            raise InputError("p4m-cnn has no ImageNet weights; use --weights none or a weights file")
+        from .equivariant import p4m_cnn
+
+        model = p4m_cnn(size, input_space="hed", dropout=dropout)
+        if weights != "none":
+            model.load_weights(weights)
+        return model
     inputs = keras.Input((size, size, 3), name="rgb")
     if backbone == "small-cnn":
         if weights == "imagenet":

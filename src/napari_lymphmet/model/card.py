@@ -9,6 +9,8 @@ into a card unchanged; keys this version does not know are kept in
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import zipfile
 from collections.abc import Mapping
@@ -51,7 +53,7 @@ class ModelCard:
     Attributes
     ----------
     backbone : str
-        ``"efficientnetb0"``, ``"mobilenetv3small"`` or ``"small-cnn"``.
+        ``"efficientnetb0"``, ``"mobilenetv3small"``, ``"small-cnn"`` or ``"p4m-cnn"``.
     input_size : int
         Model input, px (patches are resized to it).
     patch_size : int
@@ -101,10 +103,9 @@ class ModelCard:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.input_space not in ("rgb", "hed"):
-            raise InputError(f"model card: input_space must be 'rgb' or 'hed', got {self.input_space!r}")
-        if int(self.input_size) < 8:
-            raise InputError(f"model card: input_size must be at least 8 px, got {self.input_size}")
+        problem = _card_problem(self)
+        if problem:
+            raise InputError(f"model card: {problem}")
         for name in ("stain_norm", "training", "validation", "history", "extra"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -131,22 +132,30 @@ class ModelCard:
         missing = [k for k in ("backbone", "input_size") if k not in data]
         if missing:
             raise InputError(f"{source}: model metadata lacks {', '.join(missing)}")
-        version = int(data.get("card_version", 1))
+        version = data.get("card_version", 1)
+        if not _is_whole(version):
+            raise InputError(f"{source}: model card: card_version must be a whole number, got {version!r}")
         if version > CARD_VERSION:
             raise InputError(f"{source}: model card version {version} is newer than this napari-lymphmet "
                              f"reads ({CARD_VERSION}); upgrade napari-lymphmet")
         values = {k: v for k, v in data.items() if k in known}
         extra = {k: v for k, v in data.items() if k not in known and k not in ("card_version", "format")}
+        for key in ("input_size", "patch_size", "epochs_run"):
+            value = values.get(key)
+            if isinstance(value, float) and value.is_integer():
+                values[key] = int(value)  # JSON writers that know only doubles
+        for key in ("patch_mpp", "threshold", "hed_sigma", "colour_sigma", "blur_sigma"):
+            if _is_number(values.get(key)):
+                values[key] = float(values[key])
+        if not isinstance(values.get("cancelled", False), bool):
+            raise InputError(f"{source}: model card: cancelled must be true or false, got {values['cancelled']!r}")
+        if isinstance(values.get("classes"), list):
+            values["classes"] = tuple(values["classes"])
         try:
-            for key in ("input_size", "patch_size", "epochs_run"):
-                if values.get(key) is not None:
-                    values[key] = int(values[key])
-            for key in ("patch_mpp", "threshold", "hed_sigma", "colour_sigma", "blur_sigma"):
-                if values.get(key) is not None:
-                    values[key] = float(values[key])
-            values["cancelled"] = bool(values.get("cancelled", False))
             return cls(**values, extra=extra)
-        except (TypeError, ValueError) as exc:
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
+        except (TypeError, ValueError, RecursionError) as exc:
             raise InputError(f"{source}: malformed model metadata: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,6 +165,50 @@ class ModelCard:
         return {"format": _FORMAT, "card_version": CARD_VERSION, **data}
 
 
+# A card is a few KB; the archive's own directory says how large a member is before it is read.
+MAX_CARD_BYTES = 1 * 2**20
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _card_problem(card: ModelCard) -> str | None:
+    """What is wrong with a card's values, in a phrase, or None. Types, ranges, finiteness."""
+    if not isinstance(card.backbone, str) or not card.backbone:
+        return f"backbone must be a name, got {card.backbone!r}"
+    if card.input_space not in ("rgb", "hed"):
+        return f"input_space must be 'rgb' or 'hed', got {card.input_space!r}"
+    if not _is_whole(card.input_size) or not 8 <= card.input_size <= 2048:
+        return f"input_size must be a whole number of px from 8 to 2048, got {card.input_size!r}"
+    if card.patch_size is not None and (not _is_whole(card.patch_size) or not 8 <= card.patch_size <= 8192):
+        return f"patch_size must be a whole number of px from 8 to 8192, got {card.patch_size!r}"
+    if card.patch_mpp is not None and (not _is_number(card.patch_mpp) or not 0.01 <= card.patch_mpp <= 1000):
+        return f"patch_mpp must be a finite µm/px from 0.01 to 1000, got {card.patch_mpp!r}"
+    if not _is_number(card.threshold) or not 0 <= card.threshold <= 1:
+        return f"threshold must be a probability from 0 to 1, got {card.threshold!r}"
+    for name in ("hed_sigma", "colour_sigma", "blur_sigma"):
+        value = getattr(card, name)
+        if not _is_number(value) or value < 0:
+            return f"{name} must be a finite number ≥ 0, got {value!r}"
+    if not _is_whole(card.epochs_run) or card.epochs_run < 0:
+        return f"epochs_run must be a whole number ≥ 0, got {card.epochs_run!r}"
+    classes = card.classes
+    if isinstance(classes, (str, bytes)) or not isinstance(classes, (list, tuple)) or len(classes) != 2 \
+            or not all(isinstance(c, str) for c in classes):
+        return f"classes must be two names (negative, positive), got {classes!r}"
+    for name in ("stain_norm", "training", "validation"):
+        if getattr(card, name) is not None and not isinstance(getattr(card, name), Mapping):
+            return f"{name} must be an object, got {type(getattr(card, name)).__name__}"
+    if not isinstance(card.history, Mapping):
+        return f"history must be an object, got {type(card.history).__name__}"
+    return None
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The raw ``lymphmet.json`` of a saved model, without loading TensorFlow."""
     path = Path(path)
@@ -163,13 +216,30 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise InputError(f"{path}: no such model file")
     if not zipfile.is_zipfile(path):
         raise InputError(f"{path}: not a Keras model (.keras files are zip archives)")
-    with zipfile.ZipFile(path) as archive:
-        if METADATA_ENTRY not in archive.namelist():
-            raise InputError(f"{path}: a Keras model without napari-lymphmet metadata; train it with lymphmet train")
-        try:
-            return json.loads(archive.read(METADATA_ENTRY))
-        except ValueError as exc:
-            raise InputError(f"{path}: {METADATA_ENTRY} is not valid JSON ({exc})") from None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if METADATA_ENTRY not in archive.namelist():
+                raise InputError(f"{path}: a Keras model without napari-lymphmet metadata; "
+                                 "train it with lymphmet train")
+            declared = archive.getinfo(METADATA_ENTRY).file_size
+            if declared > MAX_CARD_BYTES:
+                raise InputError(f"{path}: {METADATA_ENTRY} claims {declared} bytes; a model card is a few KB "
+                                 f"(at most {MAX_CARD_BYTES})")
+            with archive.open(METADATA_ENTRY) as member:
+                raw = member.read(MAX_CARD_BYTES + 1)  # a directory that lies about the size cannot bomb either
+            if len(raw) > MAX_CARD_BYTES:
+                raise InputError(f"{path}: {METADATA_ENTRY} is larger than a model card can be ({MAX_CARD_BYTES} "
+                                 "bytes)")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise InputError(f"{path}: a damaged model archive ({exc})") from None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InputError(f"{path}: {METADATA_ENTRY} is not valid JSON ({reason})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: {METADATA_ENTRY} must hold an object, not a {type(data).__name__}")
+    return data
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:

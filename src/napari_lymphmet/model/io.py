@@ -16,7 +16,7 @@ from .card import METADATA_ENTRY, ModelCard, read_card
 from .registry import resolve_model
 from ..errors import InputError
 
-__all__ = ['load_model', 'save_model']
+__all__ = ['check_signature', 'load_model', 'save_model']
 
 
 # -- saving and loading --------------------------------------------------------------
@@ -56,10 +56,10 @@ def load_model(path: str | os.PathLike):
     """
     from ._tensorflow import import_keras
 
-    keras = import_keras()
-
     path = resolve_model(path)
-    card = read_card(path)
+    card = read_card(path)  # a bad card is refused before TensorFlow's seconds of import
+    keras = import_keras()
+    from . import equivariant  # noqa: F401  (registers the p4m layers, so safe mode can rebuild them)
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except ValueError as exc:
@@ -70,4 +70,29 @@ def load_model(path: str | os.PathLike):
         raise InputError(f"{path}: not a valid Keras model ({text[:200]})") from None
     except Exception as exc:
         raise InputError(f"{path}: not a valid Keras model ({' '.join(str(exc).split())[:200]})") from None
+    check_signature(model, card, path)
     return model, card
+
+
+def check_signature(model, card: ModelCard, path: str | os.PathLike) -> None:
+    """Refuse a model that does not take one batch of RGB patches of the card's size and give one
+    probability per patch, before any slide is read.
+
+    Raises
+    ------
+    InputError
+        Naming the file and what its inputs or outputs are.
+    """
+    inputs, outputs = list(getattr(model, "inputs", None) or []), list(getattr(model, "outputs", None) or [])
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise InputError(f"{path}: the model has {len(inputs)} inputs and {len(outputs)} outputs; "
+                         "napari-lymphmet needs one batch of patches in and one probability per patch out")
+    shape = tuple(inputs[0].shape)
+    size = card.input_size
+    if len(shape) != 4 or shape[3] != 3 or any(side not in (None, size) for side in shape[1:3]):
+        raise InputError(f"{path}: the model takes input of shape {shape}, but its card says "
+                         f"{size} × {size} RGB patches, (batch, {size}, {size}, 3)")
+    out = tuple(outputs[0].shape)
+    if len(out) != 2 or out[1] != 1:
+        raise InputError(f"{path}: the model gives output of shape {out}; napari-lymphmet needs one "
+                         "probability per patch, (batch, 1)")

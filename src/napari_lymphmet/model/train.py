@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .architectures import BACKBONES, DEFAULT_INPUT, _set_trainable, build_model
+from .architectures import BACKBONES, DEFAULT_INPUT, FROM_SCRATCH, _set_trainable, build_model
 from .card import ModelCard, read_card
 from .data import _image_size, make_dataset
 from ..errors import InputError
@@ -77,7 +77,7 @@ class TrainConfig:
           epochs, so 39 patches and 20,000 both get a sensible run;
         - patience: a quarter of the epochs, at least 3.
         """
-        size = self.input_size or (min(patch_size, DEFAULT_INPUT["small-cnn"]) if self.backbone == "small-cnn"
+        size = self.input_size or (min(patch_size, DEFAULT_INPUT["small-cnn"]) if self.backbone in FROM_SCRATCH
                                    else DEFAULT_INPUT[self.backbone])
         steps = max(1, -(-patches // self.batch_size))
         epochs = self.epochs or int(np.clip(-(-TARGET_STEPS // steps), 8, 200))
@@ -107,7 +107,7 @@ def training_phases(config: TrainConfig, *, fine_tune: bool = False) -> list[Pha
     """
     if fine_tune:  # a whole trained model (see _parent_model): gently
         return [Phase(config.epochs, config.learning_rate / 10)]
-    if config.backbone == "small-cnn" or config.weights == "none":
+    if config.backbone in FROM_SCRATCH or config.weights == "none":
         return [Phase(config.epochs, config.learning_rate)]
     head = max(1, config.epochs // 3)
     return [Phase(head, config.learning_rate, False), Phase(config.epochs - head, config.learning_rate / 10, True)]
@@ -211,7 +211,7 @@ def train(
         blur_sigma=config.blur_sigma if config.augment else 0.0,
         # small-cnn sees haematoxylin/eosin/DAB optical densities, which it
         # standardises per patch: a stain's strength then cancels out.
-        input_space=keep.input_space if keep else ("hed" if config.backbone == "small-cnn" else "rgb"),
+        input_space=keep.input_space if keep else ("hed" if config.backbone in FROM_SCRATCH else "rgb"),
         stain_norm=keep.stain_norm if keep else (_reinhard_fit(train_table.paths, size, seed=config.seed)
                                                  if config.stain_norm == "reinhard" else None),
         extra={"parent": {"model": parent[0].name, "threshold": parent[1].threshold,

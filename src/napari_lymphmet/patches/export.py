@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
+from ..io import atomic_path, folder_lock
 from ..annotations import TUMOR
 from .grid import read_row_boxes, row_runs
 from .plan import NORMAL, PatchPlan
@@ -82,8 +82,16 @@ def iter_export(
     whole files. Setting ``cancel`` (or closing the generator) lets the
     patches in flight finish and drops the rest. ``patches.csv``, one row per
     patch on disk, is written last, atomically, however the export ends; the
-    generator returns the :class:`ExportResult`.
+    generator returns the :class:`ExportResult`. The folder is locked
+    (:func:`napari_lymphmet.io.folder_lock`) while it runs: a second export
+    into it is refused at once.
     """
+    with folder_lock(out_dir):
+        return (yield from _export(plans, out_dir, fmt=fmt, workers=workers, cancel=cancel))
+
+
+def _export(plans: Sequence[tuple[Slide, PatchPlan]], out_dir: str | os.PathLike, *, fmt: str, workers: int | None,
+            cancel: threading.Event | None) -> Generator[tuple[int, int], None, ExportResult]:
     out = Path(out_dir)
     suffix = ".png" if fmt == "png" else ".jpg"
     for label in (TUMOR, NORMAL):

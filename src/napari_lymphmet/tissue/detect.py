@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError
 
-from ..wsi import Slide
+from ..wsi import READ_BUDGET_PIXELS, Slide
 from .morphology import box_sum, dilate, erode, fill_holes, remove_small
 
 __all__ = ['TissueChannels', 'TissueParams', 'TissueResult', 'TissueWarning', 'detect_tissue', 'params_dict',
@@ -158,10 +158,10 @@ def working_image(slide: Slide, params: TissueParams = TissueParams()) -> tuple[
         return slide.read_level_region(level, (0, 0), (lw, lh)), level_ds
     out_h, out_w = -(-lh // factor), -(-lw // factor)
     out = np.empty((out_h, out_w, 3), np.uint8)
-    band = max(1, 4096 // factor) * factor
+    band = max(1, min(4096, READ_BUDGET_PIXELS // (out_w * factor)) // factor) * factor  # bounded memory
     for y in range(0, out_h * factor, band):
         rows = slide.read_level_region(level, (0, y), (out_w * factor, band))  # white past the edge
-        small = rows.reshape(band // factor, factor, out_w, factor, 3).mean(axis=(1, 3))
+        small = rows.reshape(band // factor, factor, out_w, factor, 3).mean(axis=(1, 3), dtype=np.float32)
         n = min(band // factor, out_h - y // factor)
         out[y // factor: y // factor + n] = np.round(small[:n])
     return out, level_ds * factor

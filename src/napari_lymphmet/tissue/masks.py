@@ -9,6 +9,8 @@ saved mask instead of recomputing it."""
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_path
+from ..io import atomic_path, available_memory, read_limited
 from ..errors import InputError
+
+log = logging.getLogger(__name__)
 
 __all__ = ['SavedMask', 'load_mask', 'save_mask']
 
@@ -87,6 +91,28 @@ def save_mask(path: str | os.PathLike, mask: np.ndarray, *, downsample: float,
     return sidecar
 
 
+def _check_pixels(path: Path) -> None:
+    """Refuse a mask image whose header claims more pixels than a fifth of free memory holds, before decoding."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.pages[0].shape
+                pixels = math.prod(shape)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as image:
+                pixels = image.width * image.height * len(image.getbands())
+    except Exception as exc:  # a header PIL or tifffile cannot parse: the decoder will say why
+        log.debug("%s: header not read (%s)", path, exc)
+        return
+    if pixels * 5 > available_memory():
+        raise InputError(f"{path}: the image claims {pixels} values, more than this machine's free memory "
+                         "holds; not a tissue mask")
+
+
 def load_mask(path: str | os.PathLike) -> SavedMask:
     """Read a mask written by :func:`save_mask` (any non-zero pixel is set).
 
@@ -102,13 +128,17 @@ def load_mask(path: str | os.PathLike) -> SavedMask:
     sidecar = path.with_name(path.name + ".json")
     if not path.is_file():
         raise InputError(f"{path}: no such mask file")
+    if not sidecar.exists():
+        raise InputError(f"{path}: its sidecar {sidecar.name} is missing, so its downsample is unknown")
     try:
-        meta = json.loads(sidecar.read_text())
+        meta = json.loads(read_limited(sidecar, 2**20, what="mask sidecar"))
         downsample = float(meta["downsample"])
-    except FileNotFoundError:
-        raise InputError(f"{path}: its sidecar {sidecar.name} is missing, so its downsample is unknown") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InputError(f"{sidecar}: not a mask sidecar ({exc})") from None
+    if not math.isfinite(downsample) or downsample < 1:
+        raise InputError(f"{sidecar}: downsample must be a finite number ≥ 1 (level-0 px per mask px), "
+                         f"got {meta['downsample']!r}")
+    _check_pixels(path)
     try:
         pixels = imread(path)
     except Exception as exc:  # imageio raises many types for a bad image

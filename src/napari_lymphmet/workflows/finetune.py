@@ -161,8 +161,9 @@ def _folder_sample(folder: Path, per_class: int, seed: int):
 
 def _scores(model, card, table) -> np.ndarray:
     from ..model import make_dataset
+    from ..model.predict import predict_prepared
 
-    return np.concatenate([np.asarray(model(x, training=False)).ravel()
+    return np.concatenate([predict_prepared(model, x)
                            for x, _ in make_dataset(table, card, batch_size=64, training=False)])
 
 

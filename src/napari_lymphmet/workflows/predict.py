@@ -16,15 +16,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from ..io import folder_lock
+from ..errors import InputError, ModelOutputError
+from ..io import check_writable, folder_lock
 import numpy as np
 
 from ..inference import (DETECTION_SMOOTHING, HeatmapGrid, PredictResult, ScreenConfig, grid_for, model_id,
                          predict_slide, slide_score, write_outputs)
 from ..model import load_model, resolve_model
-from ..tissue import MASK_SUFFIXES, find_companion, tissue_for
+from ..tissue import MASK_SUFFIXES, find_companion, load_mask, tissue_for
 from ..wsi import open_slide
+
+# A slide's result set (overlay, heatmap in two formats, detections, regions) with room to spare.
+RESULT_BYTES = 16 * 2**20
 
 __all__ = ["PredictOptions", "SlideFailure", "SlidePrediction", "predict_slides"]
 
@@ -52,6 +55,7 @@ class PredictOptions:
     scheduler: str | None = None
     workers: int = 2
     screen: ScreenConfig | None = None
+    tta: int = 1  # views per patch: 1, 4 rotations, 8 rotations and mirrorings
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
     """
     if len(slides) > 1 and options.mask is not None and not Path(options.mask).is_dir():
         raise InputError(f"{options.mask}: with several slides, --mask must be a folder of masks named after them")
+    if options.tta != 1 and options.scheduler:
+        raise InputError("--tta runs on this machine only; drop --scheduler, or predict with --tta 1 on the cluster")
     if options.screen is not None and options.scheduler:
         raise InputError("--screen runs on this machine only; drop --scheduler, or predict densely on the cluster")
     model_path = resolve_model(model_path)
@@ -122,6 +128,12 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
     with ExitStack() as stack:
         # Before TensorFlow loads: a second run into this folder is refused within a second.
         stack.enter_context(folder_lock(out_root))
+        # Before any slide is predicted: a read-only or full folder is found now, not after the work.
+        check_writable(out_root, need=RESULT_BYTES * len(slides))
+        if len(slides) == 1:
+            open_slide(slides[0]).close()  # a missing or broken slide is refused before TensorFlow loads
+            if options.mask is not None and not Path(options.mask).is_dir():
+                load_mask(options.mask)  # and so is a bad mask
         model, card = load_model(model_path)
         key = model_id(model_path)
         threshold = options.threshold if options.threshold is not None else card.threshold
@@ -138,6 +150,8 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
                 done = _predict_one(path, out_root / Path(path).stem if len(slides) > 1 else out_root, model,
                                     card, options, client=client, key=key, model_path=model_path,
                                     threshold=threshold, progress=progress, live=live, cancel=cancel)
+            except ModelOutputError as exc:  # the model's fault: every slide would fail alike
+                raise ModelOutputError(f"{model_path}: {exc}") from None
             except InputError as exc:
                 if not keep_going:
                     raise
@@ -169,9 +183,11 @@ def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, 
                 if options.screen is not None else None
             watch = live(slide.slide_id, grid_for(slide, card, stride=options.stride)) if live is not None else None
             result = predict_slide(slide, model, card, model_key=key, cancel=cancel, screen=screen, live=watch,
+                                   views=options.tta,
                                    checkpoint=out_dir / ".heatmap.partial.zarr", **run)
             if not result.complete:
                 return None
         paths = write_outputs(out_dir, slide, result, model_name=Path(model_path).name,
-                              threshold=threshold, method=options.detect, smooth=options.smooth)
+                              threshold=threshold, method=options.detect, smooth=options.smooth,
+                              views=options.tta)
         return SlidePrediction(slide.path, slide.slide_id, out_dir, result, paths)

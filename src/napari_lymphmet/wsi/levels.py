@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import SlideReadError
+from .limits import frame_size
 
 __all__ = ['DIRECT_COMPRESSIONS', 'LevelReader', 'OpenSlideLevel', 'TiffLevel', 'composite_on_white']
 
@@ -82,6 +83,7 @@ class TiffLevel:
         self._offsets = [int(v) for v in page.dataoffsets]
         self._counts = [int(v) for v in page.databytecounts]
         self._tiles_across = -(-self.shape[1] // self.tile_shape[1])
+        self._compression = int(page.compression)
         self._decode = _decoder(page)
         self._decode_scaled = _scaled_decoder(page)
 
@@ -134,6 +136,11 @@ class TiffLevel:
             data = os.pread(self._fd, count, self._offsets[index])
             if len(data) != count:
                 raise OSError(f"file ends {count - len(data)} bytes short of the tile")
+            claimed = frame_size(data, self._compression)
+            if claimed is not None and (claimed[0] > th or claimed[1] > tw):
+                # The codec would allocate what the frame claims, not what the tile holds.
+                raise ValueError(f"the tile's frame header claims {claimed[1]} × {claimed[0]} px "
+                                 f"in a {tw} × {th} px tile")
             if factor == 1:
                 tile = self._decode(data, index, keep, out if (h, w) == (th, tw) else None)
             else:

@@ -18,7 +18,11 @@ import numpy as np
 
 from .tiles import TileStore
 
-__all__ = ["area_resize", "read_scaled"]
+__all__ = ["READ_BUDGET_PIXELS", "area_resize", "read_scaled"]
+
+# Decoded pixels one read may hold at once; a larger result is read in bands
+# of rows, so a thumbnail of a single-level slide never holds the level.
+READ_BUDGET_PIXELS = 32 * 2**20
 
 
 def read_scaled(tiles: TileStore, level: int, level_downsample: float, location: tuple[float, float],
@@ -50,6 +54,13 @@ def read_scaled(tiles: TileStore, level: int, level_downsample: float, location:
         raise ValueError(f"downsample must be >= 1, got {downsample}")
     factor = tiles.scale_for(level, downsample / level_downsample)
     step = level_downsample * factor  # level-0 px per decoded px
+    band = max(1, int(READ_BUDGET_PIXELS / (max(1.0, size[0] * downsample / step) * (downsample / step + 2))))
+    if size[1] > band:
+        # Each output row's footprint is the same whether read alone or with the others: bands are exact.
+        return np.concatenate([
+            read_scaled(tiles, level, level_downsample, (location[0], location[1] + y * downsample),
+                        (size[0], min(band, size[1] - y)), downsample)
+            for y in range(0, size[1], band)])
     x, y = location[0] / step, location[1] / step
     w, h = size[0] * downsample / step, size[1] * downsample / step
     x0, y0 = math.floor(x + 1e-6), math.floor(y + 1e-6)

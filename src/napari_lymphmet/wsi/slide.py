@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import SlideError
 from .cache import TileCache
 from .info import SlideInfo
+from .limits import open_checked_tiff
 from .levels import LevelReader, OpenSlideLevel, TiffLevel, composite_on_white
 from .pyramid import tile_array
 from .scaled import read_scaled
@@ -109,6 +110,8 @@ class Slide:
             raise SlideError(f"{self.path}: cannot read file: {exc}") from exc
         if fmt is None:
             raise SlideError(f"{self.path}: not a slide format OpenSlide can read")
+        # Before OpenSlide reads a pixel: it believes what the tags claim.
+        self._handles.tiff, self._pages = open_checked_tiff(self.path)
         try:
             self._handles.osr = openslide.OpenSlide(self.path)
             self.info = SlideInfo.from_openslide(self.path, self._osr)
@@ -129,15 +132,8 @@ class Slide:
 
     def _make_levels(self, direct: bool) -> list[LevelReader]:
         levels = self._openslide_levels()
-        if not direct or self.vendor not in DIRECT_VENDORS:
-            return levels
-        import tifffile
-
-        try:
-            self._handles.tiff = tifffile.TiffFile(self.path)
-            pages = list(self._handles.tiff.pages)
-        except Exception as exc:
-            log.info("%s: tifffile cannot parse it, using OpenSlide only: %s", self.path, exc)
+        pages = self._pages
+        if not direct or self.vendor not in DIRECT_VENDORS or pages is None:
             return levels
         self._handles.fd = os.open(self.path, os.O_RDONLY)
         for i, reader in enumerate(levels):
@@ -287,6 +283,9 @@ class Slide:
         target = (max(1, round(w0 * scale)), max(1, round(h0 * scale)))
         level = self.best_level_for_downsample(1 / scale)
         lw, lh = self.level_dimensions[level]
+        if lw * lh > 4 * max_size**2:
+            # No level near the thumbnail's size (a single-level slide): reduced band by band.
+            return self.read_scaled((0, 0), target, max(1.0, max(w0 / target[0], h0 / target[1])))
         image = self.read_level_region(level, (0, 0), (lw, lh))
         if (lw, lh) != target:
             image = np.asarray(Image.fromarray(image).resize(target, Image.Resampling.LANCZOS))
@@ -324,11 +323,23 @@ class Slide:
 
 
 def _check_path(path: str) -> None:
+    import errno
+
     p = Path(path)
-    if not p.exists():
-        raise SlideError(f"{path}: no such file")
+    try:
+        p.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SlideError(f"{path}: a symbolic link loop, not a slide file") from None
+        if p.is_symlink():
+            raise SlideError(f"{path}: a broken symbolic link (to {os.readlink(p)})") from None
+        if exc.errno == errno.ENOENT:
+            raise SlideError(f"{path}: no such file") from None
+        raise SlideError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if p.is_dir():
         raise SlideError(f"{path}: is a directory, not a slide file")
+    if not p.is_file():
+        raise SlideError(f"{path}: not a regular file (a device or a pipe), not a slide file")
 
 
 def open_slide(path: str | os.PathLike, *, cache_bytes: int = DEFAULT_CACHE_BYTES,

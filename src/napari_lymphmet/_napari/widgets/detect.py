@@ -68,6 +68,11 @@ class DetectWidget(LesionTableMixin, DetectResultsMixin, PluginWidget):
         self.screen.tooltip = ("predict a sample of the tissue first (every second patch), then only the "
                                "neighbours of any that might be tumor; the rest take their neighbours' mean. "
                                "Faster on large, mostly clear slides")
+        self.views = ComboBox(label="views per patch", choices=[("1 (fastest)", 1), ("4 rotations", 4),
+                                                               ("8 rotations and mirrorings", 8)], value=1)
+        self.views.tooltip = ("test-time augmentation: each patch is also seen turned (and mirrored) and the "
+                              "probabilities averaged. Steadier on stains the model saw little of; each view "
+                              "costs one more pass of the model")
         self.smoothing = FloatSpinBox(label="smoothing (patches)", value=DETECTION_SMOOTHING, min=0.0, max=4.0,
                                       step=0.5)
         self.smoothing.tooltip = ("detect on the heatmap blurred by this many patch widths (a patch is about 93 µm "
@@ -88,7 +93,8 @@ class DetectWidget(LesionTableMixin, DetectResultsMixin, PluginWidget):
         self.corrections = CorrectionsPanel(self)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
-        super().__init__(widgets=[self.slide_box, self.model_file, self.mask_box, self.screen, self.smoothing,
+        super().__init__(widgets=[self.slide_box, self.model_file, self.mask_box, self.screen, self.views,
+                                  self.smoothing,
                                   self.run_button, self.cancel_button, self.results_dir, self.load_button,
                                   self.legend_label, self.corrections, self.status])
         self.legend = self._add_legend()
@@ -151,6 +157,8 @@ class DetectWidget(LesionTableMixin, DetectResultsMixin, PluginWidget):
                 args += ["--mask", str(mask)]
             if self.screen.value:
                 args.append("--screen")
+            if int(self.views.value) != 1:
+                args += ["--tta", str(int(self.views.value))]
         except (InputError, OSError) as exc:
             self._warn(str(exc))
             return None
@@ -172,7 +180,9 @@ class DetectWidget(LesionTableMixin, DetectResultsMixin, PluginWidget):
                               then=lambda: self._report(self._summary("done")))
 
         def tissue():  # in the worker: where the heatmap is drawn (reading a low level takes a moment)
-            # Imported here, off the GUI thread, for the lesion table (skimage loads its parts lazily).
+            # Imported here, off the GUI thread: skimage (the lesion table) and pandas (napari's Points
+            # features) load lazily, and pandas alone takes most of a second on first use.
+            import pandas  # noqa: F401
             from skimage.measure import regionprops  # noqa: F401
 
             from ...tissue import tissue_for

@@ -48,15 +48,15 @@ class LesionTableMixin:
         canvas.setToolTip("tumor probability colours; the red line is the detection threshold")
         _insert_after(self, self.legend_label, canvas)
         draw_heatmap_legend(figure, None)
-        canvas.hide()
+        # Shown from the start: showing it when a run ends would lay out the dock again, and the new
+        # size makes the viewer's canvas repaint at once (half a second with Mesa's software OpenGL).
         return figure
 
     def _show_legend(self, threshold: float | None) -> None:
-        from ...figures import draw_heatmap_legend
+        from ...figures import mark_threshold
 
-        draw_heatmap_legend(self.legend, threshold)
+        mark_threshold(self.legend, threshold)
         self.legend.canvas.draw_idle()
-        self.legend.canvas.show()
 
     def _add_table(self) -> Any:
         table = make_table(LESION_TABLE_COLUMNS, tooltips=_COLUMN_TIPS, min_height=150)
