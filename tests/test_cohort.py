@@ -53,8 +53,15 @@ def test_predict_over_a_folder_writes_a_sorted_cohort_table_and_page(cohort, coh
     with open(out / "slides.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["slide"] for r in rows][-1] == "broken" and len(rows) == 5  # the mask and XML are not slides
-    assert list(rows[0]) == ["slide", "path", "slide_score", "detections", "tumor_area_mm2", "mpp", "seconds",
-                             "status"]
+    assert list(rows[0]) == ["slide", "path", "slide_score", "detections", "tumor_area_mm2", "largest_lesion_mm",
+                             "category", "mpp", "seconds", "status"]
+    # Each node's category, as a pathologist reports it, from its largest metastasis; a failed slide is unknown.
+    by_slide = {r["slide"]: r for r in rows}
+    assert by_slide["node_a"]["category"] in ("micro", "macro") and float(by_slide["node_a"]["largest_lesion_mm"]) > 0.2
+    assert by_slide["broken"]["category"] == "unknown"
+    lesions = list(csv.DictReader(open(out / "node_a" / "lesions.csv")))
+    assert lesions and all(row["category"] in ("itc", "micro", "macro") for row in lesions)
+    assert json.loads((out / "node_a" / "heatmap.json").read_text())["category"] == by_slide["node_a"]["category"]
     ok = rows[:4]
     assert all(r["status"] == "ok" for r in ok) and "broken.tif" in rows[-1]["status"]
     scores = [float(r["slide_score"]) for r in ok]

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
@@ -199,6 +200,10 @@ ANNOTATION_CASES = {
                       '{"name": "met 1"}, "geometry": {"type": "Polygon", "coordinates": '
                       '[[[0,0],[100,0],[100,100],[0,100]], [[10,10],[NaN,10],[20,20]]]}}]}',
                       "feature 0 ('met 1'): a vertex is not a finite number"),
+    "a-vertex-beyond-any-slide": (_geojson([{"type": "Feature", "properties": {},
+                                             "geometry": {"type": "Polygon",
+                                                          "coordinates": [[[0, 0], [1e300, 0], [0, 1e300]]]}}]),
+                                  "beyond any slide"),
     "deep-nesting": ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
     "not-json": ("{'type': 1", "not valid JSON"),
 }
@@ -231,6 +236,33 @@ def test_a_mask_sidecar_with_downsample_zero_is_refused_before_tensorflow_loads(
     (tmp_path / "small.png.json").write_text(json.dumps({"downsample": 0, "shape": [69, 94]}))
     outcome = run_bounded("predict", str(small_synthetic), "--mask", str(mask), "-o", str(tmp_path / "out"))
     assert_refused(outcome, "small.png.json", "downsample must be a finite number ≥ 1")
+    assert outcome.seconds < 10, "refused only after TensorFlow loaded"
+
+
+@pytest.mark.parametrize("bad", ["empty", "not-an-image", "tiff", "giant", "bomb"])
+def test_a_bad_patch_file_is_refused_by_name_before_tensorflow_loads(tmp_path, bad):
+    from PIL import Image
+
+    for label in ("tumor", "normal"):
+        (tmp_path / label).mkdir()
+        Image.fromarray(np.full((96, 96, 3), 150, np.uint8)).save(tmp_path / label / "ok.png")
+    path = tmp_path / "tumor" / f"{bad}.{'tif' if bad == 'tiff' else 'png'}"
+    if bad == "tiff":
+        Image.fromarray(np.zeros((96, 96, 3), np.uint8)).save(path)
+    elif bad in ("giant", "bomb"):  # a PNG claiming 5000² px (or 30000², PIL's own limit) in a few bytes
+        side = 5000 if bad == "giant" else 30000
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+                         + chunk(b"IDAT", zlib.compress(b"\0" * 90001)) + chunk(b"IEND", b""))
+    else:
+        path.write_bytes(b"" if bad == "empty" else b"GIF89 no")
+    outcome = run_bounded("score", "lymph-node-10x", str(tmp_path))
+    assert_refused(outcome, str(path), {"empty": "not an image", "not-an-image": "not an image",
+                                        "tiff": "patches must be PNG or JPEG", "giant": "claims 5000 × 5000 px",
+                                        "bomb": "claims more pixels than PIL will decode"}[bad])
     assert outcome.seconds < 10, "refused only after TensorFlow loaded"
 
 

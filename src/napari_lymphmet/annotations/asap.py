@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import atomic_path, read_limited, text_limit
-from .core import EXCLUSION, EXCLUSION_GROUPS, TUMOR, TUMOR_GROUPS, Annotation, AnnotationWarning
+from .core import EXCLUSION, EXCLUSION_GROUPS, MAX_COORDINATE, TUMOR, TUMOR_GROUPS, Annotation, AnnotationWarning
 from ..errors import InputError
 
 __all__ = ['ASAP_GROUPS', 'DOT_RADIUS', 'GROUP_COLOURS', 'read_asap_xml', 'write_asap_xml']
@@ -75,8 +75,9 @@ def read_asap_xml(path: str | os.PathLike) -> list[Annotation]:
                           stacklevel=2)
             continue
         xy = np.array([(x, y) for _, x, y in coords], np.float64).reshape(-1, 2)
-        if not np.isfinite(xy).all():
-            warnings.warn(AnnotationWarning(f"{path}: {name}: non-finite coordinates; skipped"), stacklevel=2)
+        if not np.isfinite(xy).all() or np.abs(xy).max(initial=0) > MAX_COORDINATE:
+            warnings.warn(AnnotationWarning(f"{path}: {name}: coordinates that are not finite or lie beyond any "
+                                            "slide; skipped"), stacklevel=2)
             continue
         if kind == "dot" or (kind == "pointset" and len(xy) < 3):
             if not len(xy):

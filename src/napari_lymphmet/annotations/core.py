@@ -18,8 +18,12 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["CLASSES", "EXCLUSION", "EXCLUSION_GROUPS", "NORMAL", "TUMOR", "TUMOR_GROUPS", "UNCERTAIN", "Annotation",
-           "AnnotationWarning", "Label", "check_within", "polygon_area", "summarize"]
+__all__ = ["CLASSES", "EXCLUSION", "EXCLUSION_GROUPS", "MAX_COORDINATE", "NORMAL", "TUMOR", "TUMOR_GROUPS",
+           "UNCERTAIN", "Annotation", "AnnotationWarning", "Label", "check_within", "polygon_area", "summarize"]
+
+# Slides are at most a few hundred thousand px across; ASAP and QuPath store 32-bit coordinates. A vertex
+# beyond this is no outline of a slide, and squaring it (areas, moments) overflows.
+MAX_COORDINATE = 2.0**31
 
 
 

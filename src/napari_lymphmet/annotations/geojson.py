@@ -15,7 +15,7 @@ import numpy as np
 
 from ..io import atomic_path, read_limited, text_limit
 from .asap import _group_label
-from .core import EXCLUSION, EXCLUSION_GROUPS, TUMOR, Annotation, AnnotationWarning, Label
+from .core import EXCLUSION, EXCLUSION_GROUPS, MAX_COORDINATE, TUMOR, Annotation, AnnotationWarning, Label
 from ..errors import InputError
 
 __all__ = ['QUPATH_CLASSES', 'read_geojson', 'write_geojson', 'write_geojson_points']
@@ -42,6 +42,9 @@ def _ring(coords: Any, where: str) -> np.ndarray:
     xy = xy[:, :2]
     if not np.isfinite(xy).all():
         raise InputError(f"{where}: a vertex is not a finite number (NaN or infinite)")
+    if np.abs(xy).max(initial=0) > MAX_COORDINATE:
+        raise InputError(f"{where}: a vertex lies at {np.abs(xy).max():.3g} px, beyond any slide "
+                         f"(at most {MAX_COORDINATE:.0f})")
     if len(xy) > 1 and np.array_equal(xy[0], xy[-1]):
         xy = xy[:-1]  # GeoJSON closes rings by repeating the first vertex
     return xy

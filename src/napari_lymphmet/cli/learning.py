@@ -109,8 +109,9 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
 
     from ..model import load_model, read_patch_table, score_table
 
+    table = read_patch_table(args.data)  # bad patches are refused before TensorFlow loads
     model, meta = load_model(args.model)
-    metrics = score_table(model, meta, read_patch_table(args.data), tta=args.tta)
+    metrics = score_table(model, meta, table, tta=args.tta)
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 

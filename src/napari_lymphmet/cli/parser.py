@@ -9,7 +9,7 @@ import math
 from .. import __version__
 from .slides import _annotations_convert, _annotations_rasterize, _info, _mask, _synth
 from .learning import _finetune, _models, _patches, _score, _train
-from .predict import _demo, _evaluate, _predict
+from .predict import _demo, _evaluate, _predict, _stage
 
 __all__ = ['build_parser']
 
@@ -246,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="tcp://host:8786 of a dask cluster, or local")
     p.add_argument("--workers", type=POSITIVE_INT, default=2, help="worker processes for --scheduler local")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("stage", parents=[common], help="each patient's pN stage from a predicted cohort's nodes",
+                       description="Group a predicted cohort's slides (lymph nodes) by patient and stage each as "
+                                   "CAMELYON17 did: pN0, pN0(i+), pN1mi, pN1, pN2 (pN3 from 10 nodes), from each "
+                                   "node's largest metastasis (itc ≤ 0.2 mm < micro ≤ 2 mm < macro).")
+    p.add_argument("predictions", help="the folder lymphmet predict wrote over a cohort (its slides.csv)")
+    p.add_argument("--patients", default=None, help="patient,slide rows (default: slides named patient_NNN_node_N)")
+    p.add_argument("-o", "--output", required=True, help="stages.csv to write")
+    p.set_defaults(func=_stage)
 
     p = sub.add_parser("evaluate", parents=[common], help="CAMELYON16 lesion FROC and slide AUC")
     p.add_argument("--detections", required=True, help="folder of <id>/detections.csv (predict's output) or <id>.csv")

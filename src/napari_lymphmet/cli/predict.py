@@ -1,4 +1,4 @@
-"""Commands over whole slides and cohorts: predict, evaluate, demo."""
+"""Commands over whole slides and cohorts: predict, stage, evaluate, demo."""
 
 
 from __future__ import annotations
@@ -61,6 +61,14 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
                          f"none of the {len(failed)} slides could be predicted; see {cohort['slides_csv']}")
     return {"model": str(args.model or DEFAULT_MODEL), "slides": done, "failed": failed,
             "skipped": [{"path": str(path), "reason": reason} for path, reason in skipped], **cohort}
+
+
+def _stage(args: argparse.Namespace) -> dict[str, Any]:
+    from ..workflows import read_node_categories, stage_patients, write_stages
+
+    stages = stage_patients(read_node_categories(args.predictions), args.patients)
+    path = write_stages(args.output, stages)
+    return {"stages_csv": str(path), "patients": {s.patient: s.stage for s in stages}}
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:

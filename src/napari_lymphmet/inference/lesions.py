@@ -18,10 +18,11 @@ import numpy as np
 
 from ..io import atomic_path
 from .detect import smooth_heatmap
+from .staging import lesion_category
 
 __all__ = ["LESION_COLUMNS", "Lesion", "measure_lesions", "write_lesions_csv"]
 
-LESION_COLUMNS = ("rank", "confidence", "x", "y", "area_mm2", "major_axis_mm")
+LESION_COLUMNS = ("rank", "confidence", "x", "y", "area_mm2", "major_axis_mm", "category")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,13 @@ class Lesion:
         out["x"], out["y"] = round(self.x, 1), round(self.y, 1)
         for key, digits in (("area_mm2", 6), ("major_axis_mm", 3)):
             out[key] = "" if out[key] is None else round(out[key], digits)
+        out["category"] = self.category
         return out
+
+    @property
+    def category(self) -> str:
+        """``itc``, ``micro`` or ``macro`` by its longest diameter (CAMELYON17); ``unknown`` without an mpp."""
+        return lesion_category(self.major_axis_mm)
 
 
 def measure_lesions(heatmap: np.ndarray, downsample: float, detections: np.ndarray, *, threshold: float,

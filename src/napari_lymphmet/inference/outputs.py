@@ -13,6 +13,7 @@ from ..io import atomic_path, result_set
 from ..annotations import write_asap_xml, write_geojson, write_geojson_points
 from .detect import DETECTION_SMOOTHING, detect, detection_sigma, slide_score
 from .lesions import measure_lesions, write_lesions_csv
+from .staging import node_category
 from .regions import region_annotations, tumor_regions
 from .omezarr import write_heatmap_zarr
 from ..errors import InputError
@@ -77,6 +78,12 @@ def _write_set(out: Path, slide: Slide, result: PredictResult, *, model_name: st
                 slide_score=slide_score(result.heatmap), detections=int(len(detections)),
                 tumor_area_mm2=sum(r.area_um2 for r in regions) / 1e6 if slide.mpp else None,
                 geojson_offset=list(slide.bounds[:2]) if slide.bounds else [0, 0])
+    lesions = measure_lesions(result.heatmap, grid.downsample, detections, threshold=threshold, smooth=sigma,
+                              mpp=slide.mean_mpp if slide.mpp else None)
+    # The node's category, as a pathologist reports it: its largest metastasis's (CAMELYON17).
+    info.update(largest_lesion_mm=max((le.major_axis_mm for le in lesions if le.major_axis_mm is not None),
+                                      default=None),
+                category=node_category(le.major_axis_mm for le in lesions))
     with atomic_path(out / "heatmap.tif") as tmp:
         tifffile.imwrite(tmp, result.heatmap.astype(np.float32), description=json.dumps(info),
                          compression="zlib", metadata=None)
@@ -94,8 +101,6 @@ def _write_set(out: Path, slide: Slide, result: PredictResult, *, model_name: st
         # CAMELYON16 submission format: confidence,X,Y per line, level-0 px, no header.
         tmp.write_text("".join(f"{c:.6f},{x:.0f},{y:.0f}\n" for c, x, y in detections))
     offset = tuple(float(v) for v in slide.bounds[:2]) if slide.bounds else (0.0, 0.0)
-    lesions = measure_lesions(result.heatmap, grid.downsample, detections, threshold=threshold, smooth=sigma,
-                              mpp=slide.mean_mpp if slide.mpp else None)
     write_lesions_csv(out / "lesions.csv", lesions)
     write_geojson_points(out / "detections.geojson", detections[:, 1:], offset=offset,
                          measurements={"probability": detections[:, 0]})
@@ -103,7 +108,8 @@ def _write_set(out: Path, slide: Slide, result: PredictResult, *, model_name: st
                   properties=[{"probability_max": r.probability_max, "probability_mean": r.probability_mean,
                                "area_um2": r.area_um2} for r in regions])
     write_asap_xml(out / "tumor_regions.xml", region_annotations(regions))
-    return {"n_detections": int(len(detections)), "tumor_area_mm2": info["tumor_area_mm2"]}
+    return {"n_detections": int(len(detections)), "tumor_area_mm2": info["tumor_area_mm2"],
+            "largest_lesion_mm": info["largest_lesion_mm"], "category": info["category"]}
 
 
 def read_heatmap(path: str | os.PathLike) -> tuple[np.ndarray, dict]:

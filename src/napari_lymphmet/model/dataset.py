@@ -143,7 +143,39 @@ def read_patch_table(sources: Sequence[str | os.PathLike]) -> PatchTable:
         tables.append(table)
     if not tables:
         raise InputError("no training data given")
-    return PatchTable.concat(tables)
+    table = PatchTable.concat(tables)
+    check_images(table.paths)
+    return table
+
+
+# What tf.data decodes (tf.io.decode_image), and the largest patch it is asked to: 4096² px.
+_DECODABLE = {"PNG", "JPEG", "BMP", "GIF"}
+MAX_PATCH_PIXELS = 4096 * 4096
+
+
+def check_images(paths: Sequence[str | os.PathLike]) -> None:
+    """Refuse a patch file TensorFlow would fail on mid-epoch, naming it: empty, not an image, a format it
+    does not decode (TIFF), or a header claiming a giant image. Headers only: 20,000 patches take a second.
+
+    Raises
+    ------
+    InputError
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    for path in map(str, paths):
+        try:
+            with Image.open(path) as image:
+                kind, (width, height) = image.format, image.size
+        except Image.DecompressionBombError:
+            raise InputError(f"{path}: claims more pixels than PIL will decode; a patch is at most "
+                             f"{MAX_PATCH_PIXELS} px") from None
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise InputError(f"{path}: not an image ({' '.join(str(exc).split())[:120]})") from None
+        if kind not in _DECODABLE:
+            raise InputError(f"{path}: a {kind} image; patches must be PNG or JPEG (TensorFlow decodes those)")
+        if width * height > MAX_PATCH_PIXELS:
+            raise InputError(f"{path}: claims {width} × {height} px; a patch is at most {MAX_PATCH_PIXELS} px")
 
 
 def split_by_slide(table: PatchTable, *, fraction: float = 0.25, seed: int = 0) -> tuple[PatchTable, PatchTable]:

@@ -21,7 +21,8 @@ from .predict import SlideFailure, SlidePrediction
 
 __all__ = ["CSV_COLUMNS", "CohortRow", "cohort_row", "write_cohort"]
 
-CSV_COLUMNS = ("slide", "path", "slide_score", "detections", "tumor_area_mm2", "mpp", "seconds", "status")
+CSV_COLUMNS = ("slide", "path", "slide_score", "detections", "tumor_area_mm2", "largest_lesion_mm", "category", "mpp",
+               "seconds", "status")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class CohortRow:
     seconds: float
     status: str  # "ok", or the error
     out_dir: str | None = None
+    largest_lesion_mm: float | None = None
+    category: str = "unknown"  # the node's, from its largest metastasis; unknown when not predicted
 
 
 def cohort_row(done: SlidePrediction | SlideFailure) -> CohortRow:
@@ -50,7 +53,9 @@ def cohort_row(done: SlidePrediction | SlideFailure) -> CohortRow:
     return CohortRow(done.slide_id, done.slide, round(done.slide_score, 6), int(done.paths["n_detections"]),
                      None if info.get("tumor_area_mm2") is None else round(info["tumor_area_mm2"], 6),
                      None if mpp is None else round(float(mpp), 6), round(done.result.seconds, 2), "ok",
-                     str(done.out_dir))
+                     str(done.out_dir),
+                     None if info.get("largest_lesion_mm") is None else round(info["largest_lesion_mm"], 3),
+                     info.get("category", "unknown"))
 
 
 def _order(rows: Sequence[CohortRow]) -> list[CohortRow]:
@@ -105,7 +110,8 @@ def _page(out: Path, rows: Sequence[CohortRow]) -> str:
             f'<tr data-name="{html.escape(row.slide.lower())}"><td>{rank}</td><td>{picture}</td>'
             f'<td><b>{html.escape(row.slide)}</b>{status}<div class="files">{files}</div></td>'
             f'<td class="num">{_cell(row.slide_score)}</td><td class="num">{_cell(row.detections)}</td>'
-            f'<td class="num">{_cell(row.tumor_area_mm2, 4)}</td><td class="num">{_cell(row.mpp)}</td>'
+            f'<td class="num">{_cell(row.tumor_area_mm2, 4)}</td><td class="num">{_cell(row.largest_lesion_mm, 2)}</td>'
+            f'<td>{html.escape(row.category)}</td><td class="num">{_cell(row.mpp)}</td>'
             f'<td class="num">{_cell(row.seconds, 1)}</td></tr>')
     ok = sum(r.status == "ok" for r in rows)
     return f"""<!doctype html>
@@ -120,7 +126,7 @@ td.num{{text-align:right;font-variant-numeric:tabular-nums}}img.thumb{{width:240
 probability), most suspicious first. The same table is in <a href="slides.csv">slides.csv</a>.</p>
 <input id="filter" type="search" placeholder="filter by slide name" oninput="filterRows(this.value)">
 <table><thead><tr><th>#</th><th>heatmap</th><th>slide</th><th>score</th><th>detections</th>
-<th>tumor area (mm²)</th><th>µm/px</th><th>seconds</th></tr></thead>
+<th>tumor area (mm²)</th><th>largest (mm)</th><th>node</th><th>µm/px</th><th>seconds</th></tr></thead>
 <tbody>{''.join(body)}</tbody></table>
 <script>
 function filterRows(text) {{

@@ -1,0 +1,122 @@
+"""``lymphmet stage``: a predicted cohort's node categories grouped into each patient's pN stage.
+
+Reads the ``slides.csv`` that ``lymphmet predict`` writes over a folder (one
+row per slide: its node ``category``, or the error that stopped it) and a
+``patients.csv`` (``patient,slide``), or groups slides named as CAMELYON17
+names them (``patient_004_node_4``). A slide whose prediction failed is an
+``unknown`` node, never a negative one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from ..inference.staging import CATEGORIES, patient_of, pn_stage
+from ..io import atomic_path, read_limited, text_limit
+
+__all__ = ["STAGE_COLUMNS", "PatientStage", "read_node_categories", "stage_patients", "write_stages"]
+
+STAGE_COLUMNS = ("patient", "stage", "nodes", "nodes_positive", "nodes_macro", "nodes_micro", "nodes_itc",
+                 "nodes_unknown")
+
+
+@dataclass(frozen=True)
+class PatientStage:
+    """One patient's pN stage and the node counts behind it."""
+
+    patient: str
+    stage: str
+    categories: tuple[str, ...]
+
+    def row(self) -> dict:
+        count = self.categories.count
+        return {"patient": self.patient, "stage": self.stage, "nodes": len(self.categories),
+                "nodes_positive": count("macro") + count("micro"), "nodes_macro": count("macro"),
+                "nodes_micro": count("micro"), "nodes_itc": count("itc"), "nodes_unknown": count("unknown")}
+
+
+def _rows(path: Path, what: str) -> list[dict]:
+    text = read_limited(path, text_limit(), what=what).decode("utf-8-sig", errors="replace")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def read_node_categories(predictions: str | os.PathLike) -> dict[str, str]:
+    """``{slide id: category}`` from a predictions folder's ``slides.csv``; failed slides are ``unknown``.
+
+    Raises
+    ------
+    InputError
+        No ``slides.csv``, or one without the columns ``lymphmet predict`` writes.
+    """
+    folder = Path(predictions)
+    table = folder / "slides.csv" if folder.is_dir() else folder
+    if not table.is_file():
+        raise InputError(f"{folder}: no slides.csv here; give the folder lymphmet predict wrote over a cohort")
+    rows = _rows(table, "slides table")
+    if rows and not {"slide", "status"} <= set(rows[0]):
+        raise InputError(f"{table}: not a slides.csv of lymphmet predict (it needs slide and status columns)")
+    out = {}
+    for row in rows:
+        slide = (row.get("slide") or "").removeprefix("'")  # a name that looked like a formula was quoted
+        category = row.get("category") or "unknown"
+        out[slide] = category if row.get("status") == "ok" and category in CATEGORIES else "unknown"
+    return out
+
+
+def stage_patients(categories: dict[str, str], patients: str | os.PathLike | None = None) -> list[PatientStage]:
+    """Each patient's stage from their slides' node categories, patients in name order.
+
+    Parameters
+    ----------
+    categories : dict
+        Slide id to node category (:func:`read_node_categories`).
+    patients : path-like, optional
+        ``patient,slide`` rows; slide ids as in ``slides.csv`` (file names
+        without extension also match). Without it, CAMELYON17 names group
+        the slides.
+
+    Raises
+    ------
+    InputError
+        A malformed ``patients.csv`` row, a slide it names that was not
+        predicted, or, without it, slides not named as CAMELYON17 names them.
+    """
+    groups: dict[str, list[str]] = {}
+    if patients is not None:
+        path = Path(patients)
+        rows = _rows(path, "patients table")
+        if rows and not {"patient", "slide"} <= set(rows[0]):
+            raise InputError(f"{path}: needs the columns patient,slide (got {', '.join(rows[0])})")
+        for line, row in enumerate(rows, 2):
+            patient, slide = (row.get("patient") or "").strip(), Path((row.get("slide") or "").strip()).stem
+            if not patient or not slide:
+                raise InputError(f"{path}:{line}: a row needs a patient and a slide")
+            if slide not in categories:
+                raise InputError(f"{path}:{line}: slide {slide!r} was not predicted (not in slides.csv)")
+            groups.setdefault(patient, []).append(slide)
+    else:
+        unnamed = sorted(s for s in categories if patient_of(s) is None)
+        if unnamed:
+            raise InputError(f"{unnamed[0]}: not named patient_NNN_node_N as in CAMELYON17; give --patients "
+                             "with patient,slide rows")
+        for slide in categories:
+            groups.setdefault(patient_of(slide), []).append(slide)
+    return [PatientStage(patient, pn_stage([categories[s] for s in slides]), tuple(categories[s] for s in slides))
+            for patient, slides in sorted(groups.items())]
+
+
+def write_stages(path: str | os.PathLike, stages: Sequence[PatientStage]) -> Path:
+    """``stages.csv``: one row per patient (:data:`STAGE_COLUMNS`), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=STAGE_COLUMNS)
+        writer.writeheader()
+        for stage in stages:
+            writer.writerow(stage.row())
+    return path
