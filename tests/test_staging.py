@@ -114,3 +114,35 @@ def test_without_patients_slides_must_be_named_as_camelyon17_names_them(tmp_path
     assert done.returncode == 2 and "node_a: not named patient_NNN_node_N" in done.stderr
     done = run("stage", str(tmp_path), "-o", str(tmp_path / "stages.csv"))
     assert done.returncode == 2 and "no slides.csv here" in done.stderr
+
+
+def test_quadratic_kappa_against_a_hand_computed_case():
+    from napari_lymphmet.evaluation import quadratic_kappa
+
+    # O = [[1,1,0],[0,1,0],[1,0,0]]; E = margins (2,1,1) x (2,2,0) / 4; w = (i-j)²/4: 1 - 1.25 / 1.0.
+    assert quadratic_kappa(list("aabc"), list("abba"), labels="abc") == pytest.approx(-0.25)
+    assert quadratic_kappa(["pN0", "pN1", "pN2"], ["pN0", "pN1", "pN2"]) == 1.0
+    with pytest.raises(ValueError, match="not one of"):
+        quadratic_kappa(["pN0"], ["pN9"])
+
+
+def test_stage_reports_kappa_and_node_confusion_against_truth_tables(tmp_path):
+    folder = _cohort(tmp_path, [
+        ("patient_001_node_0", "negative", "ok"), ("patient_001_node_1", "itc", "ok"),
+        ("patient_002_node_0", "macro", "ok"), ("patient_002_node_3", "micro", "ok"),
+        ("patient_003_node_0", "micro", "ok"),
+    ])
+    stages, nodes = tmp_path / "stages_truth.csv", tmp_path / "nodes_truth.csv"
+    stages.write_text("patient,stage\npatient_001,pN0(i+)\npatient_002,pN1\npatient_003,pN0\n")
+    nodes.write_text("slide,category\npatient_001_node_1.tif,itc\npatient_002_node_0,macro\npatient_003_node_0,negative\n")
+    done = run("stage", str(folder), "-o", str(tmp_path / "stages.csv"), "--truth", str(stages),
+               "--node-truth", str(nodes))
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["patients_scored"] == 3 and 0 < summary["kappa"] < 1  # one patient one step off
+    assert summary["node_confusion"]["negative"]["micro"] == 1 and summary["node_confusion"]["macro"]["macro"] == 1
+    assert summary["node_accuracy"] == pytest.approx(2 / 3)
+    stages.write_text("patient,stage\npatient_009,pN1\n")
+    done = run("stage", str(folder), "-o", str(tmp_path / "s2.csv"), "--truth", str(stages))
+    assert done.returncode == 2 and "patient 'patient_009' has no predicted slides" in done.stderr
+    assert not (tmp_path / "s2.csv").exists()

@@ -247,13 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=POSITIVE_INT, default=2, help="worker processes for --scheduler local")
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("stage", parents=[common], help="each patient's pN stage from a predicted cohort's nodes",
+    p = sub.add_parser("stage", parents=[common], help="each patient's pN stage from a predicted cohort's nodes "
+                                                       "(and kappa against a truth table)",
                        description="Group a predicted cohort's slides (lymph nodes) by patient and stage each as "
                                    "CAMELYON17 did: pN0, pN0(i+), pN1mi, pN1, pN2 (pN3 from 10 nodes), from each "
                                    "node's largest metastasis (itc ≤ 0.2 mm < micro ≤ 2 mm < macro).")
     p.add_argument("predictions", help="the folder lymphmet predict wrote over a cohort (its slides.csv)")
     p.add_argument("--patients", default=None, help="patient,slide rows (default: slides named patient_NNN_node_N)")
     p.add_argument("-o", "--output", required=True, help="stages.csv to write")
+    p.add_argument("--truth", default=None, metavar="CSV",
+                   help="patient,stage truth: report CAMELYON17's quadratic-weighted kappa")
+    p.add_argument("--node-truth", default=None, metavar="CSV",
+                   help="slide,category truth: report the confusion of node categories")
     p.set_defaults(func=_stage)
 
     p = sub.add_parser("evaluate", parents=[common], help="CAMELYON16 lesion FROC and slide AUC")

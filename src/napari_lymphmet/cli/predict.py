@@ -64,11 +64,13 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _stage(args: argparse.Namespace) -> dict[str, Any]:
-    from ..workflows import read_node_categories, stage_patients, write_stages
+    from ..workflows import agreement, read_node_categories, stage_patients, write_stages
 
-    stages = stage_patients(read_node_categories(args.predictions), args.patients)
+    categories = read_node_categories(args.predictions)
+    stages = stage_patients(categories, args.patients)
+    scores = agreement(stages, categories, stage_truth=args.truth, node_truth=args.node_truth)  # before writing
     path = write_stages(args.output, stages)
-    return {"stages_csv": str(path), "patients": {s.patient: s.stage for s in stages}}
+    return {"stages_csv": str(path), "patients": {s.patient: s.stage for s in stages}, **scores}
 
 
 def _evaluate(args: argparse.Namespace) -> dict[str, Any]:

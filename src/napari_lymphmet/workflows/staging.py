@@ -20,7 +20,8 @@ from ..errors import InputError
 from ..inference.staging import CATEGORIES, patient_of, pn_stage
 from ..io import atomic_path, read_limited, text_limit
 
-__all__ = ["STAGE_COLUMNS", "PatientStage", "read_node_categories", "stage_patients", "write_stages"]
+__all__ = ["STAGE_COLUMNS", "PatientStage", "agreement", "read_node_categories", "stage_patients",
+           "write_stages"]
 
 STAGE_COLUMNS = ("patient", "stage", "nodes", "nodes_positive", "nodes_macro", "nodes_micro", "nodes_itc",
                  "nodes_unknown")
@@ -120,3 +121,53 @@ def write_stages(path: str | os.PathLike, stages: Sequence[PatientStage]) -> Pat
         for stage in stages:
             writer.writerow(stage.row())
     return path
+
+
+def _truth(path: str | os.PathLike, key: str, value: str, allowed: Sequence[str]) -> dict[str, str]:
+    path = Path(path)
+    rows = _rows(path, "truth table")
+    if rows and not {key, value} <= set(rows[0]):
+        raise InputError(f"{path}: needs the columns {key},{value} (got {', '.join(rows[0])})")
+    out = {}
+    for line, row in enumerate(rows, 2):
+        name, truth = (row.get(key) or "").strip(), (row.get(value) or "").strip()
+        if truth not in allowed:
+            raise InputError(f"{path}:{line}: {value} {truth!r} is not one of {', '.join(allowed)}")
+        out[Path(name).stem if key == "slide" else name] = truth
+    return out
+
+
+def agreement(stages: Sequence[PatientStage], categories: dict[str, str], *,
+              stage_truth: str | os.PathLike | None = None, node_truth: str | os.PathLike | None = None) -> dict:
+    """How the reading agrees with the truth: CAMELYON17's quadratic-weighted kappa over the patients in
+    ``stage_truth`` (``patient,stage``), and the confusion of node categories over the slides in
+    ``node_truth`` (``slide,category``). Patients or slides in a truth table but not predicted are refused.
+
+    Raises
+    ------
+    InputError
+    """
+    from ..evaluation import KAPPA_STAGES, category_confusion, quadratic_kappa
+    from ..inference.staging import CATEGORIES
+
+    out: dict = {}
+    if stage_truth is not None:
+        truth = _truth(stage_truth, "patient", "stage", KAPPA_STAGES)
+        predicted = {s.patient: s.stage for s in stages}
+        missing = sorted(set(truth) - set(predicted))
+        if missing:
+            raise InputError(f"{stage_truth}: patient {missing[0]!r} has no predicted slides")
+        patients = sorted(truth)
+        scored = [p for p in patients if predicted[p] in KAPPA_STAGES]  # unknown and pN3 cannot be scored
+        out["kappa"] = quadratic_kappa([truth[p] for p in scored], [predicted[p] for p in scored])
+        out["patients_scored"] = len(scored)
+        out["patients_unscored"] = [p for p in patients if p not in scored]
+    if node_truth is not None:
+        truth = _truth(node_truth, "slide", "category", CATEGORIES[:4])
+        missing = sorted(set(truth) - set(categories))
+        if missing:
+            raise InputError(f"{node_truth}: slide {missing[0]!r} was not predicted (not in slides.csv)")
+        slides = sorted(truth)
+        out["node_confusion"] = category_confusion([truth[s] for s in slides], [categories[s] for s in slides])
+        out["node_accuracy"] = sum(truth[s] == categories[s] for s in slides) / len(slides) if slides else None
+    return out
