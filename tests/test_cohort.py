@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,6 +150,71 @@ def test_dropping_a_predictions_folder_lays_its_results_over_the_slide(make_napa
     # The heatmap.tif alone does the same.
     (again, *_) = viewer.open(str(out / "node_a" / "heatmap.tif"), plugin="napari-lymphmet")
     np.testing.assert_array_equal(again.data, heat.data)
+
+
+@pytest.mark.gui
+def test_reviewing_detections_marks_them_updates_the_category_resumes_and_feeds_finetune(
+        make_napari_viewer, cohort, cohort_predicted, synthetic_model, tmp_path):
+    """Issue 31's Review panel, from the Plugins menu, over a dropped predictions folder."""
+    import shutil
+    import subprocess
+    import sys
+
+    from napari_lymphmet.workflows import Corrections
+
+    from .conftest import open_widget
+
+    out, _, _, _ = cohort_predicted
+    folder = tmp_path / "node_a"
+    shutil.copytree(out / "node_a", folder)  # the review writes into it
+    lesions = list(csv.DictReader(open(folder / "lesions.csv")))
+    assert lesions
+    viewer = make_napari_viewer()
+    (image,) = viewer.open(str(cohort / "node_a.tif"), plugin="napari-lymphmet")
+    viewer.open(str(folder), plugin="napari-lymphmet")
+    review = open_widget(viewer, "Review detections")
+    review.slide_box.value = image
+    assert Path(str(review.folder.value)) == folder  # found from the dropped folder
+    assert review.start() is not None
+    sizes = {int(r["rank"]): float(r["major_axis_mm"]) for r in lesions}
+    assert review.review.current.major_axis_mm == pytest.approx(max(sizes.values()), abs=1e-3)  # largest first
+    assert review.review.category == json.loads((folder / "heatmap.json").read_text())["category"] != "negative"
+    assert "1 of" in review.current.value and "node:" in review.category_label.value
+    from napari_lymphmet._napari.widgets._common import camera_of
+
+    centre = np.asarray(camera_of(viewer).center[-2:])
+    np.testing.assert_allclose(centre, image.data_to_world(np.array([review.review.current.y,
+                                                                     review.review.current.x]) - 0.5), atol=1)
+
+    first = review.review.current.rank
+    review.tumor_button.native.click()  # the largest is tumor; the next unmarked one comes up, if any
+    review.not_tumor_button.native.click()  # ... and that one (or, alone, the first after all) is not
+    second = review.review.items[1].rank if len(lesions) > 1 else first
+    expected = {str(first): "tumor", str(second): "not tumor"} if second != first else {str(first): "not tumor"}
+    assert json.loads((folder / "review.json").read_text())["marks"] == expected
+    # The category counts only what is not marked not tumor.
+    from napari_lymphmet.inference import node_category
+
+    kept = [size for rank, size in sizes.items() if rank != second]
+    assert review.review.category == node_category(kept) and review.review.category in review.category_label.value
+
+    # Closed and opened again: it resumes where it stopped, with its marks.
+    again = open_widget(viewer, "Review detections")
+    again.slide_box.value = image
+    resumed = again.start()
+    assert resumed.marks == review.review.marks and resumed.position == review.review.position
+
+    # The marks are corrections finetune takes as they are.
+    corrections = Corrections.read(cohort / "node_a.tif", folder / "corrections.geojson")
+    assert corrections.counts() == {"tumor": list(expected.values()).count("tumor"), "not_tumor": 1}
+    model_path, _ = synthetic_model
+    done = subprocess.run([sys.executable, "-m", "napari_lymphmet.cli", "-q", "finetune", str(model_path),
+                           "--slide", str(cohort / "node_a.tif"), "--corrections", str(folder / "corrections.geojson"),
+                           "--replay", str(model_path.parent / "patches"),  # both classes, however the marks fell
+                           "-o", str(tmp_path / "reviewed.keras"), "--epochs", "0"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stderr[-2000:]  # 1: the new model refused by its guard, all read
+    assert "corrections" in json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.gui

@@ -22,6 +22,7 @@ WIDGET_CLASSES = {
     "Train": "TrainWidget",
     "Detect metastases": "DetectWidget",
     "Slides": "SlidesWidget",
+    "Review detections": "ReviewWidget",
 }
 
 

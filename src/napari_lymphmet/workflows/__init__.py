@@ -12,9 +12,11 @@ from .cohort import CSV_COLUMNS, CohortRow, cohort_row, write_cohort
 from .corrections import Corrections, CorrectionsThreshold, corrections_threshold
 from .finetune import FinetuneConfig, FinetuneResult, finetune
 from .predict import PredictOptions, SlideFailure, SlidePrediction, predict_slides
+from .review import MARKS, REVIEW_ORDERS, Review, ReviewItem
 from .staging import STAGE_COLUMNS, PatientStage, agreement, read_node_categories, stage_patients, write_stages
 
 __all__ = [
+    "MARKS", "REVIEW_ORDERS", "Review", "ReviewItem",
     "STAGE_COLUMNS", "PatientStage", "agreement", "read_node_categories", "stage_patients", "write_stages",
     "BackgroundCommand", "CSV_COLUMNS", "CohortRow", "CommandResult", "Corrections", "CorrectionsThreshold",
     "FinetuneConfig", "FinetuneResult", "PredictOptions", "SlideEntry", "SlideFacts", "SlideFailure",
