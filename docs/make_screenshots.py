@@ -5,10 +5,11 @@
 ``DEMO_DIR`` is the output of ``lymphmet demo``; ``OUT_DIR`` defaults to
 ``docs/images``. One screenshot per widget in use: tissue-mask tuning,
 annotations, the patch grid preview, training with its curves, the heatmap
-with its legend and detections, and the *Detect metastases* panel alone with
-its lesion table. The test suite runs this on a small demo, so the pictures
-cannot go stale unnoticed. Nothing is preloaded: the plugin runs TensorFlow
-in child processes, as it does for every user.
+with its legend and detections, the *Detect metastases* panel alone with
+its lesion table, and *Review detections* on the largest detection. The test
+suite runs this on a small demo, so the pictures cannot go stale unnoticed.
+Nothing is preloaded: the plugin runs TensorFlow in child processes, as it
+does for every user.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 SHOTS = ("tissue-mask.png", "annotations.png", "patch-grid.png", "training.png", "detect-metastases.png",
-         "lesion-table.png")
+         "lesion-table.png", "review.png")
 
 
 def main(demo: Path, out: Path) -> list[Path]:
@@ -82,6 +83,16 @@ def main(demo: Path, out: Path) -> list[Path]:
     shot("detect-metastases.png")
     imsave(out / "lesion-table.png", _grab(detect.native), check_contrast=False)
     written.append(out / "lesion-table.png")
+
+    dock, review = open_widget("Review detections")  # finds the run's folder by itself
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()  # napari docks it as a tab beside Detect's ...
+    dock.raise_()  # ... and this brings that tab to the front
+    if review.start() is not None and review.review.items:
+        review.mark("tumor")
+        review.step(-1)  # back on the largest, marked
+    shot("review.png")
     viewer.close()
     return written
 

@@ -50,7 +50,7 @@ def test_screenshot_script_shows_every_widget_in_use(demo_run, tmp_path):
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     names = ("tissue-mask.png", "annotations.png", "patch-grid.png", "training.png", "detect-metastases.png",
-             "lesion-table.png")
+             "lesion-table.png", "review.png")
     for name in names:
         image = imread(tmp_path / name)
         assert image.shape[0] > 300 and image[..., :3].std() > 20, name

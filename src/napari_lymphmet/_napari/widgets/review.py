@@ -51,7 +51,9 @@ class ReviewWidget(PluginWidget):
         self.current = Label(value="")
         self.category_label = Label(value="")
         self.status = Label(value="")
-        self.status.native.setWordWrap(True)
+        for label in (self.current, self.category_label, self.status):
+            label.native.setWordWrap(True)
+            label.native.setMinimumWidth(260)  # a line of words, not a column of letters
         super().__init__(widgets=[self.slide_box, self.folder, self.order, self.start_button,
                                   self.previous_button, self.next_button, self.tumor_button, self.not_tumor_button,
                                   self.current, self.category_label, self.status])
@@ -117,7 +119,7 @@ class ReviewWidget(PluginWidget):
         except (InputError, OSError) as exc:
             self._warn(str(exc))
             return
-        self._report(f"detection {rank} marked {label}; saved in {self.review.corrections_path.name}")
+        self._report(f"detection {rank}: {label} (saved)")
         self._show()
 
     def _reorder(self, _value: Any = None) -> None:
@@ -137,15 +139,13 @@ class ReviewWidget(PluginWidget):
             self.current.value = "no detections on this slide" if review is not None else ""
             self.category_label.value = f"node: {review.category}" if review is not None else ""
             return
-        size = f"{item.major_axis_mm:.2f} mm ({item.category})" if item.major_axis_mm is not None else "size unknown"
-        mark = review.marks.get(item.rank, "not yet marked")
-        self.current.value = (f"detection {review.position + 1} of {len(review.items)} (rank {item.rank}): "
-                              f"p {item.confidence:.2f}, {size}; {mark}")
-        self.category_label.value = (f"node: {review.category} ({review.reviewed} of {len(review.items)} "
-                                     "reviewed)")
-        self._go_to(item.x, item.y)
+        size = f"{item.major_axis_mm:.2f} mm {item.category}" if item.major_axis_mm is not None else "size unknown"
+        mark = review.marks.get(item.rank, "unmarked")
+        self.current.value = f"{review.position + 1} of {len(review.items)}: p {item.confidence:.2f}, {size}; {mark}"
+        self.category_label.value = f"node: {review.category} ({review.reviewed}/{len(review.items)} reviewed)"
+        self._go_to(item.x, item.y, item.major_axis_mm)
 
-    def _go_to(self, x: float, y: float) -> None:
+    def _go_to(self, x: float, y: float, major_axis_mm: float | None) -> None:
         image = self.slide_box.value
         if image is None:
             return
@@ -153,8 +153,10 @@ class ReviewWidget(PluginWidget):
         camera = camera_of(self._viewer)
         camera.center = tuple(world)
         with slide_of(image) as slide:
-            # About 1 screen px per µm: a lesion and its surroundings at a readable magnification.
-            camera.zoom = 1.0 if slide.mpp else 0.25
+            # The lesion and as much again around it on each side, at least 0.3 mm across: its edge and
+            # the tissue it sits in. A canvas is about 600 screen px; the layer's world unit is the µm.
+            field_um = max(300.0, 3000.0 * (major_axis_mm or 0.0))
+            camera.zoom = 600.0 / field_um if slide.mpp else 0.25
 
 
 def _results_of(folder: Path) -> str | None:
