@@ -58,7 +58,10 @@ def test_predict_over_a_folder_writes_a_sorted_cohort_table_and_page(cohort, coh
                              "category", "mpp", "seconds", "status"]
     # Each node's category, as a pathologist reports it, from its largest metastasis; a failed slide is unknown.
     by_slide = {r["slide"]: r for r in rows}
-    assert by_slide["node_a"]["category"] in ("micro", "macro") and float(by_slide["node_a"]["largest_lesion_mm"]) > 0.2
+    from napari_lymphmet.inference import lesion_category
+
+    largest = float(by_slide["node_a"]["largest_lesion_mm"])
+    assert by_slide["node_a"]["category"] == lesion_category(largest) != "negative"
     assert by_slide["broken"]["category"] == "unknown"
     lesions = list(csv.DictReader(open(out / "node_a" / "lesions.csv")))
     assert lesions and all(row["category"] in ("itc", "micro", "macro") for row in lesions)
@@ -237,6 +240,7 @@ def test_slides_widget_lists_sorts_opens_and_predicts_all(make_napari_viewer, co
     qtbot.waitUntil(lambda: all(widget.table.item(r, 3).text() != "…" for r in range(5)), timeout=30_000)
     widget.sort_by("score")
     assert widget.names()[:2] == ["node_a", "node_c"]  # predicted first, the tumor slide on top
+    assert widget.table.item(0, 6).text() in ("itc", "micro", "macro")  # the node's category (slides.csv's)
     assert not widget.table.item(0, 0).icon().isNull()  # a thumbnail
 
     layers = widget.open_row(0)

@@ -35,6 +35,7 @@ class SlideEntry:
     results: Path | None = None
     slide_score: float | None = None
     detections: int | None = None
+    category: str | None = None  # the node's, from its largest metastasis (CAMELYON17); None: not predicted
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def results_for(slide: Path, predictions: Path | None) -> Path | None:
 def with_results(entry: SlideEntry, folder: Path | None) -> SlideEntry:
     """``entry`` with the score and detection count of the predictions in ``folder``."""
     if folder is None:
-        return replace(entry, results=None, slide_score=None, detections=None)
+        return replace(entry, results=None, slide_score=None, detections=None, category=None)
     info = json.loads((folder / "heatmap.json").read_text())
     score = info.get("slide_score")
     if score is None:  # written before heatmap.json carried the score
@@ -75,7 +76,8 @@ def with_results(entry: SlideEntry, folder: Path | None) -> SlideEntry:
     detections = info.get("detections")
     if detections is None and (folder / "detections.csv").is_file():
         detections = sum(1 for line in (folder / "detections.csv").read_text().splitlines() if line.strip())
-    return replace(entry, results=folder, slide_score=float(score), detections=detections)
+    return replace(entry, results=folder, slide_score=float(score), detections=detections,
+                   category=info.get("category"))  # absent from results written before categories
 
 
 def list_slides(folder: str | os.PathLike, predictions: str | os.PathLike | None = None) -> list[SlideEntry]:

@@ -20,7 +20,9 @@ if TYPE_CHECKING:  # napari passes the viewer to a parameter named napari_viewer
 
 __all__ = ["COLUMNS", "SlidesWidget"]
 
-COLUMNS = ("thumbnail", "slide", "µm/px", "size (px)", "score", "detections")
+_SEVERITY = {"unknown": 0, "negative": 1, "itc": 2, "micro": 3, "macro": 4}
+
+COLUMNS = ("thumbnail", "slide", "µm/px", "size (px)", "score", "detections", "node")
 _THUMB = 72
 
 
@@ -94,6 +96,9 @@ class SlidesWidget(PluginWidget):
         self._set(row, 4, "—" if score is None else f"{score:.3f}", -1.0 if score is None else score)
         n = entry.detections
         self._set(row, 5, "—" if n is None else str(n), -1 if n is None else n)
+        # Sorted by severity: macro above micro above itc above negative.
+        category = entry.category
+        self._set(row, 6, category or "—", _SEVERITY.get(category, -1))
 
     def list(self) -> list[SlideEntry]:
         """List the folder now (names and scores); mpp, size and thumbnails follow in a worker."""
