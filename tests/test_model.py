@@ -38,11 +38,8 @@ def test_metrics_against_hand_computed_values():
 def test_slide_ids_from_names_and_split_keeps_slides_whole(tmp_path):
     assert slide_of_filename("tumor_073_100242_30748.png") == "tumor_073"
     assert slide_of_filename("node_a_1024_2048_0.5mpp.png") == "node_a"
-    for label in ("tumor", "normal"):
-        (tmp_path / label).mkdir()
-        for slide in ("a", "b", "c", "d"):
-            for i in range(3):
-                (tmp_path / label / f"s_{slide}_{i}_{i}.png").write_bytes(b"")
+    write_patch_folder(tmp_path, lambda label: [f"s_{slide}_{i}_{i}.png" for slide in "abcd" for i in range(3)],
+                       size=8)
     table = read_patch_table([tmp_path])
     train, val = split_by_slide(table, fraction=0.25)
     assert len(train) + len(val) == len(table) and len(val)
@@ -122,9 +119,10 @@ def test_unsafe_and_invalid_model_files_are_refused(tmp_path, capsys):
         load_model(path)
     fake = tmp_path / "fake.keras"
     fake.write_text("not a model")
-    code, _, err = run_main(capsys, "score", str(fake), str(tmp_path))
+    data = write_patch_folder(tmp_path / "data", lambda label: [f"{label}_0_0.png"], size=8)  # good patches
+    code, _, err = run_main(capsys, "score", str(fake), str(data))
     assert code == 2 and "not a Keras model" in err and err.count("\n") == 1
-    code, _, err = run_main(capsys, "score", str(tmp_path / "missing.keras"), str(tmp_path))
+    code, _, err = run_main(capsys, "score", str(tmp_path / "missing.keras"), str(data))
     assert code == 2 and "no such model file" in err
 
 
