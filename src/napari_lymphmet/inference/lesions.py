@@ -9,14 +9,13 @@ lesion is never smaller than one cell (about a patch).
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
+from ..io import write_csv
 from .detect import smooth_heatmap
 from .staging import lesion_category
 
@@ -96,10 +95,4 @@ def measure_lesions(heatmap: np.ndarray, downsample: float, detections: np.ndarr
 
 def write_lesions_csv(path: str | os.PathLike, lesions: list[Lesion]) -> Path:
     """``lesions.csv``: one row per lesion, largest-confidence first (header always written)."""
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LESION_COLUMNS)
-        writer.writeheader()
-        for lesion in lesions:
-            writer.writerow(lesion.row())
-    return path
+    return write_csv(path, LESION_COLUMNS, (lesion.row() for lesion in lesions))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["atomic_dir", "atomic_path", "result_set"]
+__all__ = ["atomic_dir", "atomic_path", "result_set", "write_csv"]
 
 
 @contextmanager
@@ -36,6 +36,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping]) -> Path:
+    """A table of ``rows`` (mappings by column name) as CSV with a header, atomically; returns ``path``."""
+    import csv
+
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 @contextmanager

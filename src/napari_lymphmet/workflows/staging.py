@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..inference.staging import CATEGORIES, patient_of, pn_stage
-from ..io import atomic_path, read_limited, text_limit
+from ..io import read_limited, text_limit, write_csv
 
 __all__ = ["STAGE_COLUMNS", "PatientStage", "agreement", "read_node_categories", "stage_patients",
            "write_stages"]
@@ -114,13 +114,7 @@ def stage_patients(categories: dict[str, str], patients: str | os.PathLike | Non
 
 def write_stages(path: str | os.PathLike, stages: Sequence[PatientStage]) -> Path:
     """``stages.csv``: one row per patient (:data:`STAGE_COLUMNS`), atomically."""
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=STAGE_COLUMNS)
-        writer.writeheader()
-        for stage in stages:
-            writer.writerow(stage.row())
-    return path
+    return write_csv(path, STAGE_COLUMNS, (stage.row() for stage in stages))
 
 
 def _truth(path: str | os.PathLike, key: str, value: str, allowed: Sequence[str]) -> dict[str, str]:
