@@ -155,6 +155,12 @@ def no_tensorflow_in_the_viewer():
     assert "tensorflow" not in sys.modules, "TensorFlow was loaded into the viewer's process"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache_of_this_run(tmp_path_factory):
+    """Model exports go to this run's temp folder (shared by its workers and children), not the user's cache."""
+    os.environ.setdefault("LYMPHMET_CACHE_DIR", str(tmp_path_factory.getbasetemp().parent / "lymphmet-cache"))
+
+
 def pytest_collection_finish(session):
     _freeze_what_is_loaded()  # napari, Qt and the test modules are imported by now
 

@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", type=int, choices=(1, 4, 8), default=1, metavar="1|4|8",
                    help="views per patch, averaged: 1 (default), 4 rotations, or 8 rotations and mirrorings; "
                         "each view costs one more pass of the model (see docs/models.md for what it buys)")
+    p.add_argument("--runtime", choices=("auto", "onnx", "tensorflow"), default="auto",
+                   help="what runs the model: auto (default: ONNX Runtime where installed, about twice "
+                        "TensorFlow's speed on CPUs), onnx, or tensorflow; lymphmet models says which auto picks")
     p.add_argument("--scheduler", default=None, help="tcp://host:8786 of a dask cluster, or local")
     p.add_argument("--workers", type=POSITIVE_INT, default=2, help="worker processes for --scheduler local")
     p.set_defaults(func=_predict)

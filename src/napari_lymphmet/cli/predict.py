@@ -32,7 +32,8 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
             raise InputError(f"--screen-threshold: {exc}") from None
     options = PredictOptions(mask=args.mask, stride=args.stride, batch_size=args.batch_size,
                              threshold=args.threshold, detect=args.detect, scheduler=args.scheduler,
-                             workers=args.workers, screen=screen, tta=args.tta)
+                             workers=args.workers, screen=screen, tta=args.tta,
+                             runtime=args.runtime)
     if args.smooth is not None:
         options = replace(options, smooth=args.smooth)
     skipped: list = []

@@ -51,30 +51,32 @@ def connect(scheduler: str, *, n_workers: int = 2) -> Iterator[Any]:
         yield client
 
 
-def _worker_state(slide_path: str, model_path: str):
+def _worker_state(slide_path: str, model_path: str, runtime: str):
     """The slide and model a worker keeps between tasks."""
-    from ..model import load_model
+    from ..model import load_runner
     from ..wsi import open_slide
 
     with _LOCK:
-        key = (slide_path, model_path)
+        key = (slide_path, model_path, runtime)
         if key not in _CACHE:
-            _CACHE[key] = (open_slide(slide_path), *load_model(model_path))
+            _CACHE[key] = (open_slide(slide_path), *load_runner(model_path, runtime=runtime))
         return _CACHE[key]
 
 
-def _predict_cells(slide_path: str, model_path: str, cells: np.ndarray, stride: int | None) -> np.ndarray:
+def _predict_cells(slide_path: str, model_path: str, cells: np.ndarray, stride: int | None,
+                   runtime: str = "auto") -> np.ndarray:
     from ..model import predict_patches
 
-    slide, model, card = _worker_state(slide_path, model_path)
+    slide, model, card = _worker_state(slide_path, model_path, runtime)
     grid = grid_for(slide, card, stride=stride)
     return predict_patches(model, card, _read_batch(slide, grid, cells))
 
 
 def predict_distributed(client, slide, model_path: str, card: ModelCard, *, tissue_mask: np.ndarray,
                         tissue_downsample: float, stride: int | None = None, batch_size: int = 64,
-                        min_tissue: float = 0.05, progress=None) -> PredictResult:
-    """Predict ``slide`` with batches of cells as tasks on ``client``'s cluster."""
+                        min_tissue: float = 0.05, progress=None, runtime: str = "auto") -> PredictResult:
+    """Predict ``slide`` with batches of cells as tasks on ``client``'s cluster; each worker loads the
+    model in ``runtime`` (see :func:`~napari_lymphmet.model.load_runner`) once."""
     from distributed import as_completed
 
     start = time.monotonic()
@@ -82,7 +84,7 @@ def predict_distributed(client, slide, model_path: str, card: ModelCard, *, tiss
     cells = _tissue_cells(grid, np.asarray(tissue_mask, bool), tissue_downsample, min_tissue)
     heatmap = np.zeros((grid.rows, grid.cols), np.float32)
     batches = list(batches_of(cells, batch_size))
-    futures = {client.submit(_predict_cells, slide.path, str(model_path), b, stride, pure=False): b
+    futures = {client.submit(_predict_cells, slide.path, str(model_path), b, stride, runtime, pure=False): b
                for b in batches}
     done = 0
     for future in as_completed(futures):

@@ -23,12 +23,13 @@ from .metrics import best_threshold, binary_metrics, roc_auc
 from .predict import TTA_VIEWS, predict_patches, predict_prepared, predict_views, score_table
 from .registry import BUNDLED_DIR, DEFAULT_MODEL, bundled_models, describe_models, resolve_model
 from .preprocess import prepare_batch
+from .runtime import RUNTIMES, available_runtime, load_runner
 from .train import Phase, TrainConfig, TrainResult, train, training_phases
 
 __all__ = ["BACKBONES", "BUNDLED_DIR", "CARD_VERSION", "CLASSES", "DEFAULT_INPUT", "DEFAULT_MODEL", "IMAGE_SUFFIXES",
            "METADATA_ENTRY", "ModelCard", "PatchTable", "Phase", "TrainConfig", "TrainResult", "best_threshold",
            "binary_metrics", "build_model", "bundled_models", "describe_models", "load_model", "make_dataset",
            "TTA_VIEWS", "predict_patches", "predict_prepared", "predict_views", "prepare_batch", "read_card",
-           "read_metadata", "read_patch_table",
+           "read_metadata", "read_patch_table", "RUNTIMES", "available_runtime", "load_runner",
            "resolve_model", "roc_auc", "save_model", "score_table", "slide_of_filename", "split_by_slide", "train",
            "training_phases", "why_no_split"]

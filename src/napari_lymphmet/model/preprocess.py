@@ -40,20 +40,33 @@ def _reinhard_apply(batch: np.ndarray, params: dict) -> np.ndarray:
     return out
 
 
+def _resize_area(batch: np.ndarray, size: int) -> np.ndarray:
+    """``(N, h, w, 3)`` float32 resized to ``(N, size, size, 3)`` by area averaging.
+
+    A whole-number shrink is a block mean in numpy (TensorFlow's area
+    resize gives the same numbers), so scoring with ONNX Runtime never
+    loads TensorFlow; any other factor goes through ``tf.image.resize``.
+    """
+    n, h, w, c = batch.shape
+    if h == w and h > size and h % size == 0:
+        f = h // size
+        return batch.reshape(n, size, f, size, f, c).mean(axis=(2, 4), dtype=np.float32)
+    from ._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
+    return tf.image.resize(batch, (size, size), method="area", antialias=True).numpy()
+
+
 def prepare_batch(batch: np.ndarray, card: ModelCard) -> np.ndarray:
     """Turn ``(N, h, w, 3) uint8`` patches into the model's input, as in training.
 
     Resizes to the model's input size (area averaging) and applies the
     stored stain normalisation.
     """
-    from ._tensorflow import import_tensorflow
-
-    tf = import_tensorflow()
-
     size = card.input_size
     batch = np.asarray(batch)[..., :3].astype(np.float32)
     if batch.shape[1:3] != (size, size):
-        batch = tf.image.resize(batch, (size, size), method="area", antialias=True).numpy()
+        batch = _resize_area(batch, size)
     stain = card.stain_norm
     if stain and stain.get("method") == "reinhard":
         batch = _reinhard_apply(batch, stain)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..inference import (DETECTION_SMOOTHING, HeatmapGrid, PredictResult, ScreenConfig, grid_for, model_id,
                          predict_slide, slide_score, write_outputs)
-from ..model import load_model, resolve_model
+from ..model import load_runner, resolve_model
 from ..tissue import MASK_SUFFIXES, find_companion, load_mask, tissue_for
 from ..wsi import open_slide
 
@@ -56,6 +56,7 @@ class PredictOptions:
     workers: int = 2
     screen: ScreenConfig | None = None
     tta: int = 1  # views per patch: 1, 4 rotations, 8 rotations and mirrorings
+    runtime: str = "auto"  # what runs the model: "auto" (ONNX Runtime where installed), "onnx", "tensorflow"
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class SlidePrediction:
     out_dir: Path
     result: PredictResult
     paths: dict[str, str]
+    runtime: str = ""  # what ran the model: "onnx" or "tensorflow"
 
     @property
     def slide_score(self) -> float:
@@ -78,7 +80,8 @@ class SlidePrediction:
         return {"slide": self.slide, "grid": [r.grid.rows, r.grid.cols], "downsample": r.grid.downsample,
                 "patches": r.total, "predicted": r.predicted, "resumed": r.resumed, "inferred": r.inferred,
                 "seconds": round(r.seconds, 2),
-                "patches_per_second": round(r.patches_per_second, 1), "slide_score": round(self.slide_score, 6),
+                "patches_per_second": round(r.patches_per_second, 1), "runtime": self.runtime,
+                "slide_score": round(self.slide_score, 6),
                 **self.paths}
 
 
@@ -134,7 +137,7 @@ def predict_slides(slides: Sequence[str | os.PathLike], model_path: str | os.Pat
             open_slide(slides[0]).close()  # a missing or broken slide is refused before TensorFlow loads
             if options.mask is not None and not Path(options.mask).is_dir():
                 load_mask(options.mask)  # and so is a bad mask
-        model, card = load_model(model_path)
+        model, card = load_runner(model_path, runtime=options.runtime)
         key = model_id(model_path)
         threshold = options.threshold if options.threshold is not None else card.threshold
         client = None
@@ -176,7 +179,7 @@ def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, 
         if client is not None:
             from ..inference import predict_distributed
 
-            result = predict_distributed(client, slide, str(model_path), card, **run)
+            result = predict_distributed(client, slide, str(model_path), card, runtime=options.runtime, **run)
         else:
             # Screening is relative to the detection threshold in use, --threshold's when given.
             screen = replace(options.screen, threshold=options.screen.threshold_for(threshold)) \
@@ -190,4 +193,4 @@ def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, 
         paths = write_outputs(out_dir, slide, result, model_name=Path(model_path).name,
                               threshold=threshold, method=options.detect, smooth=options.smooth,
                               views=options.tta)
-        return SlidePrediction(slide.path, slide.slide_id, out_dir, result, paths)
+        return SlidePrediction(slide.path, slide.slide_id, out_dir, result, paths, model.name)
