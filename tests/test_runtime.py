@@ -24,7 +24,7 @@ def _real_patches(n: int = 64) -> np.ndarray:
     """PCam patches of both classes from the slides the bundled model never trained on, else noise."""
     from skimage.io import imread
 
-    files = sorted((PCAM_VALID / "tumor").glob("*.jpg"))[: n // 2] + sorted((PCAM_VALID / "normal").glob("*.jpg"))[: n // 2]
+    files = [p for label in ("tumor", "normal") for p in sorted((PCAM_VALID / label).glob("*.jpg"))[: n // 2]]
     if not files:
         return np.random.default_rng(0).integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
     return np.stack([imread(p)[..., :3] for p in files])
