@@ -21,12 +21,12 @@ PCAM_VALID = DATA / "patches" / "pcam" / "valid"
 
 
 def _real_patches(n: int = 64) -> np.ndarray:
-    """PCam patches of both classes from the slides the bundled model never trained on, else noise."""
+    """PCam patches of both classes from slides the bundled model never trained on."""
     from skimage.io import imread
 
     files = [p for label in ("tumor", "normal") for p in sorted((PCAM_VALID / label).glob("*.jpg"))[: n // 2]]
     if not files:
-        return np.random.default_rng(0).integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
+        pytest.skip(f"test data not found: {PCAM_VALID}")
     return np.stack([imread(p)[..., :3] for p in files])
 
 
