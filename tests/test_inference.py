@@ -294,3 +294,21 @@ def test_cli_predict_screen_counts_cells_in_heatmap_json(synthetic_model, tmp_pa
     code, _, err = run_main(capsys, "predict", str(slide_path), "--model", str(model_path),
                             "-o", str(tmp_path / "bad"), "--screen", "--screen-threshold", "2")
     assert code == 2 and err.strip().count("\n") == 0 and "--screen-threshold" in err
+
+
+def test_the_screening_threshold_is_the_score_97_percent_of_validation_tumor_patches_reach():
+    from napari_lymphmet.inference import ScreenConfig
+    from napari_lymphmet.model.metrics import screening_threshold
+
+    tumor = np.linspace(0.01, 1.0, 100)  # 0.01, 0.02, ..., 1.0
+    normal = np.linspace(0.0, 0.5, 11)
+    found = screening_threshold(np.r_[np.ones(100), np.zeros(11)], np.r_[tumor, normal])
+    assert found["screen_threshold"] == pytest.approx(0.03)  # 0.03 and the 97 above it: 98 of 100
+    assert (tumor >= found["screen_threshold"]).mean() >= 0.97
+    assert found["normal_above_screen"] == pytest.approx(10 / 11)
+    assert screening_threshold(np.ones(5), np.linspace(0, 1, 5)) == {}  # one class: nothing to measure
+    # A model's measured threshold, never above the detection threshold in use; a given one wins.
+    assert ScreenConfig().threshold_for(0.4, 0.19) == pytest.approx(0.19)
+    assert ScreenConfig().threshold_for(0.1, 0.19) == pytest.approx(0.1)
+    assert ScreenConfig().threshold_for(0.4, None) == pytest.approx(0.2)  # models trained before it
+    assert ScreenConfig(threshold=0.3).threshold_for(0.4, 0.19) == pytest.approx(0.3)

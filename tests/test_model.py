@@ -68,12 +68,18 @@ def synthetic_patches(tmp_path_factory):
 
 
 def test_small_cnn_separates_a_held_out_synthetic_slide(synthetic_patches, tmp_path, capsys):
+    from napari_lymphmet.model import read_card
+
     out = tmp_path / "synth.keras"
     code, summary, err = run_main(
         capsys, "train", str(synthetic_patches["train"]), "-o", str(out), "--backbone", "small-cnn",
         "--weights", "none", "--epochs", "6", "--batch-size", "32", "--input-size", "64")
     assert code == 0, err
     assert summary["epochs_run"] >= 1 and summary["train"]["tumor"] > 20
+    # Its screening threshold comes from its own validation scores: 97 % of the tumor patches reach it.
+    card = read_card(out)
+    assert card.validation["screen_sensitivity"] == 0.97
+    assert 0 <= card.screen_threshold <= card.threshold and 0 <= card.validation["normal_above_screen"] <= 1
     code, scored, err = run_main(capsys, "score", str(out), str(synthetic_patches["test"]))
     assert code == 0, err
     assert set(scored) == {"n", "auc", "accuracy", "sensitivity", "specificity", "threshold", "single_pass"}

@@ -230,7 +230,7 @@ def iter_predict(
             return
         lattice = lattice_cells(tissue, screen.step)
         yield np.argwhere(lattice & ~done)
-        threshold = screen.threshold_for(card.threshold)
+        threshold = screen.threshold_for(card.threshold, card.screen_threshold)
         yield np.argwhere(cells_to_refine(heatmap, lattice, done, tissue, threshold=threshold, reach=screen.reach))
 
     readers = readers or max(1, min(4, (os.cpu_count() or 2)))

@@ -33,12 +33,14 @@ class ScreenConfig:
     ``step``: the lattice predicts every ``step``-th cell along rows and
     columns. A lattice cell at or above the screening threshold has its
     neighbours within ``reach`` cells predicted too. The threshold is
-    ``threshold`` when given, else ``relative`` times the model's detection
-    threshold: models differ in where normal tissue sits (the bundled model
-    puts it near 0.16 on synthetic nodes, the test models near 0.001), so a
-    fixed number would refine everything for one and miss lesion edges for
-    another. Half the detection threshold leaves room for a lesion's edge
-    cells, whose patches are part tumor.
+    ``threshold`` when given; else the model's own, measured on its
+    validation patches at training (the score 97 % of tumor patches reach,
+    :func:`~napari_lymphmet.model.metrics.screening_threshold`), never above
+    the detection threshold in use; for models without one, ``relative``
+    times the detection threshold. Models differ in where normal tissue sits
+    (the bundled model puts it near 0.14 on real PCam tissue, the test
+    models near 0.001), so a fixed number would refine everything for one
+    and miss lesion edges for another.
     """
 
     step: int = 2
@@ -54,9 +56,14 @@ class ScreenConfig:
         if not 0.0 < self.relative <= 1.0:
             raise ValueError(f"relative screen threshold must be within (0, 1], got {self.relative}")
 
-    def threshold_for(self, detection_threshold: float) -> float:
-        """The screening threshold for a model whose detection threshold is ``detection_threshold``."""
-        return self.threshold if self.threshold is not None else self.relative * detection_threshold
+    def threshold_for(self, detection_threshold: float, validated: float | None = None) -> float:
+        """The screening threshold at detection threshold ``detection_threshold``, for a model whose
+        validation set gave ``validated`` (:attr:`ModelCard.screen_threshold`), if any."""
+        if self.threshold is not None:
+            return self.threshold
+        if validated is not None:
+            return min(validated, detection_threshold)
+        return self.relative * detection_threshold
 
 
 def _square(radius: int) -> np.ndarray:

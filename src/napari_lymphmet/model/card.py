@@ -115,6 +115,13 @@ class ModelCard:
         return (ModelCard.from_dict, (self.to_dict(),))
 
     @property
+    def screen_threshold(self) -> float | None:
+        """The screening threshold measured on the validation set at training (see
+        :func:`~napari_lymphmet.model.metrics.screening_threshold`), or None for models without one."""
+        value = (self.validation or {}).get("screen_threshold")
+        return float(value) if _is_number(value) and 0 <= value <= 1 else None
+
+    @property
     def read_size(self) -> int:
         """Side of the patch to read from a slide, px at :attr:`patch_mpp`."""
         return int(self.patch_size or self.input_size)

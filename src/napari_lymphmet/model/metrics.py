@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ['best_threshold', 'binary_metrics', 'roc_auc']
+__all__ = ['SCREEN_SENSITIVITY', 'best_threshold', 'binary_metrics', 'roc_auc', 'screening_threshold']
+
+# The share of validation tumor patches a screening lattice cell must flag (see screening_threshold).
+SCREEN_SENSITIVITY = 0.97
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -68,3 +71,31 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.
         "specificity": 1 - rate(~labels) if (~labels).any() else float("nan"),
         "threshold": float(threshold),
     }
+
+
+def screening_threshold(labels: np.ndarray, scores: np.ndarray, *,
+                        sensitivity: float = SCREEN_SENSITIVITY) -> dict[str, float]:
+    """The score that ``sensitivity`` of the tumor patches reach, and what it costs on normal ones.
+
+    Screened inference predicts a lattice of cells and refines around those
+    at or above this score; a lesion is missed only if all its lattice cells
+    fall below it, so each tumor cell must clear it with ``sensitivity``.
+    Taken from a model's own validation scores, it follows the model: one
+    that puts normal tissue near 0.3 gets another threshold than one that
+    puts it near 0.01.
+
+    Returns
+    -------
+    dict
+        ``screen_threshold``; ``screen_sensitivity``; ``normal_above_screen``,
+        the share of normal patches at or above it (the lattice cells that
+        will be refined around, on tissue like the validation set's). Empty
+        without both classes.
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, np.float64)
+    if labels.all() or not labels.any():
+        return {}
+    threshold = float(np.quantile(scores[labels], 1 - sensitivity, method="lower"))
+    return {"screen_threshold": threshold, "screen_sensitivity": float(sensitivity),
+            "normal_above_screen": float((scores[~labels] >= threshold).mean())}

@@ -182,7 +182,7 @@ def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, 
             result = predict_distributed(client, slide, str(model_path), card, runtime=options.runtime, **run)
         else:
             # Screening is relative to the detection threshold in use, --threshold's when given.
-            screen = replace(options.screen, threshold=options.screen.threshold_for(threshold)) \
+            screen = replace(options.screen, threshold=options.screen.threshold_for(threshold, card.screen_threshold)) \
                 if options.screen is not None else None
             watch = live(slide.slide_id, grid_for(slide, card, stride=options.stride)) if live is not None else None
             result = predict_slide(slide, model, card, model_key=key, cancel=cancel, screen=screen, live=watch,
