@@ -1,4 +1,4 @@
-"""A CAMELYON-size slide end to end with the bundled model: dense against screened (issue 18).
+"""A CAMELYON-size slide end to end with the bundled model: dense against screened (issues 18 and 30).
 
 The slide: synthetic, 100,000 × 200,000 px at 0.243 µm/px (levels at 2×,
 4×, …), three metastases, with glass beyond a band so that about 30 % of it
@@ -7,7 +7,9 @@ is tissue, as on a CAMELYON16 slide. Written once into the temp folder
 
 Each run is timed from the slide's opening to its full heatmap (tissue
 detection included), in one process, dense first and then screened, with
-the model warmed up before either. Printed: wall time, cells predicted,
+the model warmed up before either, in the runtime ``predict`` picks (ONNX
+Runtime where installed; ``--runtime`` to choose); then the same model
+alone on in-memory batches, in that runtime and in Keras. Printed: wall time, cells predicted,
 throughput, and what screening changes against dense (lesions detected,
 heatmap AUC against the lesion outlines, slide score).
 
@@ -91,17 +93,24 @@ def main() -> None:
     parser.add_argument("--tissue", type=float, default=0.30)
     parser.add_argument("--screen-threshold", type=float, default=None)
     parser.add_argument("--skip-dense", action="store_true")
+    parser.add_argument("--runtime", choices=("auto", "onnx", "tensorflow"), default="auto")
     args = parser.parse_args()
 
     from napari_lymphmet.annotations import read_asap_xml
     from napari_lymphmet.inference import ScreenConfig
-    from napari_lymphmet.model import load_model, predict_patches, resolve_model
+    from napari_lymphmet.model import load_runner
 
     path = _slide(args.width, args.height, args.tissue)
     lesions = read_asap_xml(path.with_suffix(".xml"))
-    model, card = load_model(resolve_model(None))
-    size = card.input_size or card.read_size
-    predict_patches(model, card, np.zeros((64, size, size, 3), np.uint8))  # warm up
+    model, card = load_runner(None, runtime=args.runtime)  # as predict loads it
+    size = card.input_size
+    x = np.random.default_rng(0).normal(0, 1, (64, size, size, 3)).astype(np.float32)
+    model(x)  # warm up
+    start = time.perf_counter()
+    for _ in range(50):
+        model(x)
+    alone = 50 * 64 / (time.perf_counter() - start)
+    print(f"runtime {model.name}: the model alone on in-memory batches of 64, {alone:.0f} patches/s", flush=True)
     screen = ScreenConfig() if args.screen_threshold is None else ScreenConfig(threshold=args.screen_threshold)
     runs = {}
     for name, config in (("dense", None), ("screened", screen)):
@@ -112,8 +121,24 @@ def main() -> None:
         runs[name] = result
         print(f"{name:8s} {args.width}×{args.height} px: {result.total} tissue cells, {result.predicted} predicted "
               f"({result.predicted / result.total:.0%}), {result.inferred} inferred; {seconds:.1f} s "
-              f"({seconds / 60:.2f} min, {result.predicted / result.seconds:.0f} patches/s); lesions detected "
+              f"({seconds / 60:.2f} min, {result.predicted / result.seconds:.0f} patches/s, runtime {model.name}); "
+              f"lesions detected "
               f"{len(found)}/{len(lesions)}; heatmap AUC {auc:.4f}; slide score {score:.4f}", flush=True)
+    # The baseline of issue 30: the same model in Keras alone on in-memory batches (traced once, as
+    # model.predict runs it), measured last, as TensorFlow's thread pools stay busy once it is loaded.
+    from napari_lymphmet.model import load_model
+    from napari_lymphmet.model.runtime import TensorFlowRunner
+
+    keras_model = TensorFlowRunner(load_model(None)[0])
+    keras_model(x)
+    start = time.perf_counter()
+    for _ in range(50):
+        keras_model(x)
+    keras_alone = 50 * 64 / (time.perf_counter() - start)
+    print(f"Keras alone on in-memory batches of 64: {keras_alone:.0f} patches/s; the runtime alone "
+          f"{alone / keras_alone:.2f}x that" + "".join(
+              f"; {name} predict {r.predicted / r.seconds / keras_alone:.2f}x" for name, r in runs.items()),
+          flush=True)
     if "dense" in runs:
         dense, screened = runs["dense"], runs["screened"]
         predicted = screened.heatmap > 0

@@ -197,6 +197,7 @@ def iter_predict(
     model's work.
     """
     from ..model import predict_views, prepare_batch
+    from ..model.runtime import as_runner
 
     grid = grid_for(slide, card, stride=stride)
     heatmap = np.zeros((grid.rows, grid.cols), np.float32)
@@ -216,6 +217,8 @@ def iter_predict(
         if previous is not None:
             heatmap, done = previous
             resumed = int((done & tissue).sum())
+    if predict_fn is None:
+        model = as_runner(model)
     predict = predict_fn or (lambda x: predict_views(model, x, views))
 
     def read(cells: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from ..io import atomic_path
 from .card import ModelCard, read_card
 from .registry import resolve_model
 
-__all__ = ["RUNTIMES", "TOLERANCE", "OnnxRunner", "TensorFlowRunner", "available_runtime", "export_onnx",
+__all__ = ["RUNTIMES", "TOLERANCE", "OnnxRunner", "TensorFlowRunner", "as_runner", "available_runtime", "export_onnx",
            "load_runner", "onnx_cache_dir", "write_onnx_beside"]
 
 RUNTIMES = ("auto", "onnx", "tensorflow")
@@ -120,6 +120,15 @@ class OnnxRunner:
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return self.session.run(None, {self._input: np.ascontiguousarray(x, np.float32)})[0]
+
+
+def as_runner(model: Any) -> Any:
+    """``model`` if it is already a runner, else the Keras model traced once (:class:`TensorFlowRunner`).
+
+    Whole-slide inference calls the model thousands of times; an eager
+    Keras call would run at half the speed.
+    """
+    return model if isinstance(model, (OnnxRunner, TensorFlowRunner)) else TensorFlowRunner(model)
 
 
 def _cpus() -> int:
