@@ -132,8 +132,50 @@ def main() -> None:
         "false_positives_per_slide": round(summary["fp"] / len(truth), 2),
         "froc": round(summary["froc"], 4),
         "per_slide": per_slide,
+        "lesion_sizes": _sizes(out, truth),
         **(_screened(predict, out, truth_dir, slides_dir, summary) if args.screen else {}),
     }, indent=2))
+
+
+def _sizes(out: Path, truth: dict[str, list[np.ndarray]]) -> dict:
+    """Issue 31's check: each detected lesion's major axis against its truth outline's, and each slide's
+    category against the truth's largest lesion.
+
+    Both axes are measured alike: the major axis of the region's ellipse of
+    inertia at the heatmap's resolution (``lesions.csv``'s convention), the
+    truth outline rasterized onto the heatmap's grid.
+    """
+    import csv
+
+    from skimage.measure import regionprops
+
+    from napari_lymphmet.annotations import TUMOR, Annotation, rasterize
+    from napari_lymphmet.inference import lesion_category
+
+    rows, categories = [], {}
+    for name, lesions in truth.items():
+        info = json.loads((out / name / "heatmap.json").read_text())
+        D, cell_mm = info["downsample"], info["downsample"] * info["mpp"] / 1e3
+        shape = tuple(info["shape"])
+        found = list(csv.DictReader((out / name / "lesions.csv").open()))
+        truth_mm = []
+        for square in lesions:
+            mask = rasterize([Annotation(square, TUMOR)], shape, downsample=D) > 0
+            (region,) = regionprops(mask.astype(np.uint8))
+            truth_mm.append(max(region.axis_major_length, 1.0) * cell_mm)
+            x0, y0 = square.min(axis=0) - D
+            x1, y1 = square.max(axis=0) + D
+            hits = [r for r in found if x0 <= float(r["x"]) <= x1 and y0 <= float(r["y"]) <= y1]
+            if hits:
+                got = max(float(r["major_axis_mm"]) for r in hits)
+                rows.append({"slide": name, "truth_mm": round(truth_mm[-1], 3), "detected_mm": round(got, 3),
+                             "ratio": round(got / truth_mm[-1], 2),
+                             "within": abs(got - truth_mm[-1]) <= max(0.25 * truth_mm[-1], cell_mm)})
+        expected = lesion_category(max(truth_mm)) if truth_mm else "negative"
+        categories[name] = {"truth": expected, "predicted": info.get("category"),
+                            "match": info.get("category") == expected}
+    return {"lesions": rows, "all_within_25_percent_or_a_patch": all(r["within"] for r in rows),
+            "categories": categories, "all_categories_match": all(c["match"] for c in categories.values())}
 
 
 def _screened(predict: list[str], dense_out: Path, truth_dir: Path, slides_dir: Path, dense: dict) -> dict:

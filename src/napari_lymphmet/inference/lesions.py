@@ -71,26 +71,58 @@ def measure_lesions(heatmap: np.ndarray, downsample: float, detections: np.ndarr
     list of Lesion
         ``major_axis_mm`` is the major axis of the region's ellipse of
         inertia (CAMELYON's convention), at least one cell wide.
+
+    Notes
+    -----
+    A lesion is measured where the smoothed heatmap stands at least halfway
+    from the tissue's background (its median) up to the lesion's own peak,
+    and never below ``threshold``: the full width at half maximum of a
+    blurred blob. Smoothing spreads a lesion's edge, so the extent at the
+    detection threshold grows with the lesion's height and swallows
+    neighbouring false alarms; at half height the edge sits where the
+    lesion's border was. On slides tiled from real tissue (10 lesions of 2 to
+    5 patches) this put 8 lesions within 25 % (or one patch) of the truth
+    outline's major axis, against 4 at the detection threshold
+    (docs/performance.md).
     """
     from scipy import ndimage
-    from skimage.measure import regionprops
 
     if not len(detections):
         return []
-    labels, _ = ndimage.label(smooth_heatmap(heatmap, smooth) >= threshold, structure=np.ones((3, 3)))
-    props = {p.label: p for p in regionprops(labels)}
+    smoothed = smooth_heatmap(heatmap, smooth)
+    labels, _ = ndimage.label(smoothed >= threshold, structure=np.ones((3, 3)))
+    boxes = ndimage.find_objects(labels)
+    tissue = np.asarray(heatmap) > 0
+    background = float(np.median(smoothed[tissue])) if tissue.any() else 0.0
     cell_um = downsample * mpp if mpp else None
     out = []
     for rank, (conf, x, y) in enumerate(np.asarray(detections, float), 1):
         row = min(int(y / downsample), labels.shape[0] - 1)
         col = min(int(x / downsample), labels.shape[1] - 1)
-        region = props.get(int(labels[row, col]))
+        label = int(labels[row, col])
+        region = _half_height_region(smoothed, labels, label, boxes[label - 1], threshold, background) \
+            if label else None
         cells = int(region.area) if region is not None else 1
         axis_cells = max(float(region.axis_major_length) if region is not None else 0.0, 1.0)
         area = cells * cell_um**2 / 1e6 if cell_um else None
         major = axis_cells * cell_um / 1e3 if cell_um else None
         out.append(Lesion(rank, float(conf), float(x), float(y), cells, area, major))
     return out
+
+
+def _half_height_region(smoothed: np.ndarray, labels: np.ndarray, label: int, box: tuple, threshold: float,
+                        background: float):
+    """The region props of region ``label`` (within ``box``), cut at half its height over the background."""
+    from scipy import ndimage
+    from skimage.measure import regionprops
+
+    inside = labels[box] == label
+    peak = float(smoothed[box][inside].max())
+    level = max(threshold, (peak + background) / 2)
+    core, _ = ndimage.label(inside & (smoothed[box] >= level), structure=np.ones((3, 3)))
+    values = np.where(core > 0, smoothed[box], -np.inf)
+    top = core[np.unravel_index(np.argmax(values), values.shape)]  # the part holding the peak
+    return regionprops((core == top).astype(np.uint8))[0]
 
 
 def write_lesions_csv(path: str | os.PathLike, lesions: list[Lesion]) -> Path:
