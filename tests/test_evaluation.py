@@ -235,3 +235,29 @@ def _froc_figure_of(dets, truth):
     from napari_lymphmet.evaluation import evaluate
 
     return evaluate(dets, truth)[1].figure()
+
+
+def test_evaluate_sets_each_nodes_category_against_the_truths_largest_outline(tmp_path, capsys):
+    """Where predict wrote the detections, its node category is compared with the truth's (issue 31)."""
+    import json
+
+    truth, dets = tmp_path / "truth", tmp_path / "predictions"
+    truth.mkdir()
+    # Largest outlines: a 0.6 mm disc (micro), a 3 mm disc (macro), a 0.1 mm disc (itc); one slide without any.
+    cases = {"node_micro": (600, "micro"), "node_macro": (3000, "macro"), "node_itc": (100, "macro"),
+             "node_negative": (None, "negative")}
+    for name, (diameter, predicted) in cases.items():
+        folder = dets / name
+        folder.mkdir(parents=True)
+        (folder / "detections.csv").write_text(f"0.9,{2000 / MPP:.0f},{2000 / MPP:.0f}\n")
+        (folder / "heatmap.json").write_text(json.dumps({"category": predicted}))
+        if diameter:
+            write_asap_xml(truth / f"{name}.xml", [disc(2000, 2000, diameter), disc(700, 700, 120)])
+    code, summary, err = run_main(capsys, "evaluate", "--detections", str(dets), "--truth", str(truth),
+                                  "--mpp", str(MPP))
+    assert code == 0, err
+    by_slide = {s["slide"]: s for s in summary["per_slide"]}
+    assert {name: by_slide[name]["truth_category"] for name in cases} == {
+        "node_micro": "micro", "node_macro": "macro", "node_itc": "itc", "node_negative": "negative"}
+    assert summary["node_categories"]["itc"]["macro"] == 1 and summary["node_categories"]["macro"]["macro"] == 1
+    assert summary["categories_agree"] == pytest.approx(3 / 4)

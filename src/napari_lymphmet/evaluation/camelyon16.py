@@ -137,9 +137,15 @@ def evaluate(detections_dir: str | os.PathLike, truth_dir: str | os.PathLike, *,
 
     Returns the summary and the FROC curve. The summary's ``froc`` is the
     official figure; ``froc_all_thresholds`` keeps the lowest threshold too,
-    and ``froc_note`` says why they differ when they do.
+    and ``froc_note`` says why they differ when they do. Where ``predict``
+    wrote the detections (``<id>/heatmap.json`` beside them), each slide's
+    node category is set against the truth's (from its largest outline's
+    major axis, measured as ``lesions.csv`` measures a detection):
+    ``node_categories`` is their confusion, ``categories_agree`` the share
+    that match (issue 31).
     """
     from ..annotations import TUMOR, read_asap_xml
+    from .camelyon17 import category_confusion
 
     root, truth = Path(detections_dir), Path(truth_dir)
     for folder, what in ((root, "--detections"), (truth, "--truth")):
@@ -173,7 +179,9 @@ def evaluate(detections_dir: str | os.PathLike, truth_dir: str | os.PathLike, *,
         evaluations.append(result)
         per_slide.append({"slide": name, "tumor": tumor_truth[name], "detections": int(len(detections)),
                           "lesions": result.lesions, "itc": result.itc, "tp": result.tp,
-                          "fp": len(result.fp_probs), "mpp": use_mpp, "slide_path": slide_path})
+                          "fp": len(result.fp_probs), "mpp": use_mpp, "slide_path": slide_path,
+                          "truth_category": _truth_category(anns, dims, use_mpp),
+                          "category": _predicted_category(file)})
     curve = FrocCurve.of(evaluations)
     scores = _slide_scores(Path(scores_file) if scores_file else None, list(files), files)
     summary = {
@@ -189,4 +197,41 @@ def evaluate(detections_dir: str | os.PathLike, truth_dir: str | os.PathLike, *,
         "fp": sum(len(e.fp_probs) for e in evaluations),
         "per_slide": per_slide,
     }
+    pairs = [(s["truth_category"], s["category"]) for s in per_slide if s["category"] is not None]
+    if pairs:
+        summary["node_categories"] = category_confusion(*zip(*pairs))
+        summary["categories_agree"] = sum(t == p for t, p in pairs) / len(pairs)
     return summary, curve
+
+
+def _truth_category(annotations, dims: tuple[int, int] | None, mpp: float) -> str:
+    """The node category of a slide's truth: its largest tumor outline's major axis (ellipse of inertia,
+    at the evaluation mask's resolution), as :func:`~napari_lymphmet.inference.lesion_category` reads it."""
+    from skimage import measure
+
+    from ..annotations import TUMOR, rasterize
+    from ..inference import lesion_category
+
+    tumor = [a for a in annotations if a.label == TUMOR]
+    if not tumor or dims is None:
+        return "negative"
+    shape = (math.ceil(dims[1] / EVAL_DOWNSAMPLE), math.ceil(dims[0] / EVAL_DOWNSAMPLE))
+    labels = measure.label(rasterize(annotations, shape, downsample=EVAL_DOWNSAMPLE), connectivity=2)
+    axes = [p.axis_major_length for p in measure.regionprops(labels)]
+    if not axes:
+        return "negative"
+    return lesion_category(max(max(axes), 1.0) * EVAL_DOWNSAMPLE * mpp / 1e3)
+
+
+def _predicted_category(detections_file: Path) -> str | None:
+    """The node category ``predict`` wrote beside a slide's detections, or None (detections from elsewhere)."""
+    import json
+
+    info = detections_file.parent / "heatmap.json"
+    if detections_file.name != "detections.csv" or not info.is_file():
+        return None
+    try:
+        category = json.loads(info.read_text()).get("category")
+    except (OSError, ValueError):
+        return None
+    return category if isinstance(category, str) else None
