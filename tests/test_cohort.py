@@ -195,6 +195,25 @@ def test_reviewing_detections_marks_them_updates_the_category_resumes_and_feeds_
     second = review.review.items[1].rank if len(lesions) > 1 else first
     expected = {str(first): "tumor", str(second): "not tumor"} if second != first else {str(first): "not tumor"}
     assert json.loads((folder / "review.json").read_text())["marks"] == expected
+    # The marks show on the dropped folder's Detections layer, and in Detect metastases' lesion table,
+    # which follows each new mark.
+    (points,) = review.detections_layers()
+    assert sorted(m for m in points.features["review"] if m) == sorted(expected.values())
+    detect = open_widget(viewer, "Detect metastases")
+    detect.slide_box.value = image
+    detect.load_results(folder)
+    column = list(detect.table.horizontalHeaderItem(i).text()
+                  for i in range(detect.table.columnCount())).index("review")
+
+    def table_marks() -> list[str]:
+        return sorted(t for t in (detect.table.item(r, column).text() for r in range(detect.table.rowCount())) if t)
+
+    assert table_marks() == sorted(expected.values())
+    # A mark changed in Review changes the table at once; changed back, so is the table.
+    for label in ("not tumor", expected[str(first)]):
+        review.review.position = 0
+        (review.tumor_button if label == "tumor" else review.not_tumor_button).native.click()
+        assert table_marks() == sorted({**expected, str(first): label}.values())
     # The category counts only what is not marked not tumor.
     from napari_lymphmet.inference import node_category
 

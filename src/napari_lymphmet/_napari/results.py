@@ -20,7 +20,7 @@ from .layers import layer_units, mask_geometry, shapes_layer_data, slide_scale
 
 __all__ = [
     "detections_layer_data", "heatmap_colormap", "heatmap_layer_data", "is_results_folder", "mask_layer_data",
-    "results_folder", "results_layer_data", "tissue_heatmap",
+    "results_folder", "results_layer_data", "show_review_marks", "tissue_heatmap",
 ]
 
 
@@ -99,7 +99,9 @@ def detections_layer_data(detections: np.ndarray, slide: Slide, *, name: str, so
 
     Each point's features are its rank and confidence, and, given its
     :class:`~napari_lymphmet.inference.Lesion`, its size (napari shows them
-    under the cursor; the lesion table lists them).
+    under the cursor; the lesion table lists them); with ``source`` (the
+    ``detections.csv`` of a predictions folder) whose folder has been
+    reviewed, each point's ``review`` mark (see :func:`show_review_marks`).
     """
     points = detections[:, [2, 1]] - 0.5 if len(detections) else np.zeros((0, 2))  # pixel centres, (row, col)
     n = len(points)
@@ -108,6 +110,10 @@ def detections_layer_data(detections: np.ndarray, slide: Slide, *, name: str, so
         features["area_mm2"] = np.array([np.nan if le.area_mm2 is None else le.area_mm2 for le in lesions])
         features["major_axis_mm"] = np.array([np.nan if le.major_axis_mm is None else le.major_axis_mm
                                               for le in lesions])
+    if source is not None:
+        marks = _review_marks(Path(source).parent, detections[:, 1:3] if n else np.zeros((0, 2)))
+        if marks is not None:
+            features["review"] = np.array(marks, dtype=object)
     return points, {"name": name, "scale": slide_scale(slide), "units": layer_units(slide),
                     "size": max(slide.dimensions) / 60, "face_color": "transparent", "border_color": "#ff00ff",
                     "border_width": 0.15, "features": features,
@@ -165,3 +171,29 @@ def mask_layer_data(mask_path: str | Path, slide_path: str | Path) -> tuple:
         "units": units,
         "metadata": {"kind": "tissue", "slide": str(slide_path), "downsample": saved.downsample,
                      "source": str(mask_path)}}, "labels"
+
+
+def _review_marks(folder: Path, xy: np.ndarray) -> list[str] | None:
+    """The marks of ``folder``'s review at each level-0 ``(x, y)``, or None where it was never reviewed."""
+    from ..errors import InputError
+    from ..workflows.review import Review
+
+    if not (folder / "review.json").is_file():
+        return None
+    try:
+        return Review.open(folder).marks_at(xy)
+    except (InputError, OSError, ValueError):  # a damaged review only goes unshown here
+        return None
+
+
+def show_review_marks(layer: Any, review: Any) -> None:
+    """Put ``review``'s marks into a Detections layer's ``review`` feature, matched by position.
+
+    Setting the features emits the layer's ``features`` event, on which the
+    *Detect metastases* table shows them: the panels share the layer, not
+    each other.
+    """
+    data = np.asarray(layer.data, float).reshape(-1, 2)
+    features = layer.features.copy()
+    features["review"] = np.array(review.marks_at(data[:, ::-1] + 0.5), dtype=object)  # (row, col) to (x, y)
+    layer.features = features

@@ -67,6 +67,7 @@ class Review:
     marks: dict[int, str] = field(default_factory=dict)
     position: int = 0
     order: str = "size"
+    cell: float = 1.0  # level-0 px of a heatmap cell: how far apart two detections may be and still be one
     # Each mark's outline, and the heatmap they are drawn from (read on the first mark).
     _outlines: dict = field(default_factory=dict, init=False, repr=False)
     _heatmap: tuple | None = field(default=None, init=False, repr=False)
@@ -93,7 +94,7 @@ class Review:
                          for row in csv.DictReader(f)]
         except (KeyError, ValueError) as exc:
             raise InputError(f"{table}: not a lesions.csv of lymphmet predict ({exc})") from None
-        review = cls(folder, str(info.get("slide", "")), items)
+        review = cls(folder, str(info.get("slide", "")), items, cell=float(info.get("downsample", 1.0)))
         saved = folder / "review.json"
         if saved.is_file():
             state = json.loads(saved.read_text())
@@ -147,6 +148,20 @@ class Review:
         after = [i for i in later if i > self.position]
         if after or later:
             self.position = (after or later)[0]
+
+    def marks_at(self, xy) -> list[str]:
+        """The mark of the detection at each level-0 ``(x, y)``, ``""`` where there is none.
+
+        For the same detections shown elsewhere (the Detect widget's table,
+        a dropped folder's Detections layer): matched by position, within a
+        heatmap cell, as their ranks may differ (another smoothing).
+        """
+        out = []
+        for x, y in xy:
+            near = [i for i in self.items if abs(i.x - x) <= self.cell and abs(i.y - y) <= self.cell]
+            best = min(near, key=lambda i: (i.x - x) ** 2 + (i.y - y) ** 2) if near else None
+            out.append(self.marks.get(best.rank, "") if best is not None else "")
+        return out
 
     @property
     def reviewed(self) -> int:

@@ -184,7 +184,12 @@ class DetectResultsMixin:
 
         if self.points_layer is not None and self.points_layer in self._viewer.layers:
             self._viewer.layers.remove(self.points_layer)
-        points, kwargs, _ = detections_layer_data(detections, slide, name="Detections", lesions=self.lesions)
+        folder = self._run.get("folder")
+        source = str(Path(folder) / "detections.csv") if folder is not None else None  # what Review looks for
+        points, kwargs, _ = detections_layer_data(detections, slide, name="Detections", lesions=self.lesions,
+                                                  source=source)
         self.points_layer = self._viewer.add_points(points, **kwargs)
+        # Marks made in Review detections land in the layer's features: the table shows them.
+        self.points_layer.events.features.connect(lambda _event: self._fill_table())
         self.points_layer.bind_key("n", lambda _layer: self.corrections.mark_not_tumor(), overwrite=True)
         self.points_layer.selected_data.events.items_changed.connect(self._points_selected)

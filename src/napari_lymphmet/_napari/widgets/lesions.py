@@ -17,12 +17,13 @@ from ._table import SortItem, make_table
 
 __all__ = ["LESION_TABLE_COLUMNS", "LesionTableMixin"]
 
-LESION_TABLE_COLUMNS = ("#", "p", "area mm²", "long mm", "x µm", "y µm")
+LESION_TABLE_COLUMNS = ("#", "p", "area mm²", "long mm", "x µm", "y µm", "review")
 _COLUMN_TIPS = ("rank by probability", "tumor probability: the lesion's highest (on the smoothed map)",
                 "area of the lesion's region above the threshold, mm²", "longest diameter: the major axis of that "
                 "region, mm (CAMELYON's "
                 "measure of a metastasis: ≤ 0.2 mm isolated tumor cells, ≤ 2 mm micro, > 2 mm macro)",
-                "position on the slide", "position on the slide")
+                "position on the slide", "position on the slide",
+                "the pathologist's mark in Review detections: tumor, not tumor, or none yet")
 
 
 class LesionTableMixin:
@@ -69,17 +70,26 @@ class LesionTableMixin:
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(self.lesions))
         mpp = self._mpp()
+        marks = self.review_marks()
         for row, lesion in enumerate(self.lesions):
             um = (lesion.x * mpp, lesion.y * mpp) if mpp else (None, None)
+            mark = marks[row] if row < len(marks) else ""
             cells = [(str(lesion.rank), lesion.rank), (f"{lesion.confidence:.2f}", lesion.confidence),
                      _number(lesion.area_mm2, 3), _number(lesion.major_axis_mm, 2),
-                     _number(um[0], 0), _number(um[1], 0)]
+                     _number(um[0], 0), _number(um[1], 0), (mark, mark)]
             for col, (text, key) in enumerate(cells):
                 item = SortItem(text, key)
                 item.setData(256, lesion.rank - 1)  # Qt.UserRole: the detection's index, whatever the sort
                 self.table.setItem(row, col, item)
         self.table.setSortingEnabled(True)
         self.table.resizeColumnsToContents()
+
+    def review_marks(self) -> list[str]:
+        """Each detection's mark from *Review detections* (``""`` unmarked), as its Detections layer holds them."""
+        layer = self.points_layer
+        if layer is None or "review" not in getattr(layer, "features", {}):
+            return []
+        return [str(mark) if isinstance(mark, str) else "" for mark in layer.features["review"]]
 
     def _mpp(self) -> float | None:
         image = self._run.get("image") or self.slide_box.value

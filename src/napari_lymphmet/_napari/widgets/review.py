@@ -102,6 +102,7 @@ class ReviewWidget(PluginWidget):
         self._enable(bool(self.review.items))
         if self.order.value != self.review.order:  # resumed in the order it was left in
             self.order.value = self.review.order
+        self._publish()
         self._show()
         return self.review
 
@@ -120,7 +121,27 @@ class ReviewWidget(PluginWidget):
             self._warn(str(exc))
             return
         self._report(f"detection {rank}: {label} (saved)")
+        self._publish()
         self._show()
+
+    def _publish(self) -> None:
+        """The marks onto every Detections layer of this folder: a dropped folder's, Detect's own table."""
+        from ..results import show_review_marks
+
+        for layer in self.detections_layers():
+            show_review_marks(layer, self.review)
+
+    def detections_layers(self) -> list:
+        """The viewer's Detections layers of the folder under review."""
+        if self.review is None:
+            return []
+        found = []
+        for layer in self._viewer.layers:
+            meta = layer.metadata if isinstance(layer.metadata, dict) else {}
+            source = meta.get("source")
+            if meta.get("kind") == "detections" and source and Path(source).parent == self.review.folder:
+                found.append(layer)
+        return found
 
     def _reorder(self, _value: Any = None) -> None:
         if self.review is not None and self.order.value != self.review.order:
