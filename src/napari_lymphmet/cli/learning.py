@@ -99,9 +99,10 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _models(args: argparse.Namespace) -> dict[str, Any]:
-    from ..model import describe_models
+    from ..model import available_runtime, describe_models
 
-    return describe_models()
+    listing = describe_models()
+    return {"default": listing["default"], "runtime": available_runtime(), "models": listing["models"]}
 
 
 def _score(args: argparse.Namespace) -> dict[str, Any]:

@@ -54,6 +54,4 @@ def describe_models() -> dict[str, Any]:
         rows.append({"name": name, "path": str(path), "backbone": card.backbone, "patch_mpp": card.patch_mpp,
                      "patch_size": card.patch_size, "input_size": card.input_size, "threshold": card.threshold,
                      "validation": dict(card.validation) if card.validation else None})
-    from .runtime import available_runtime
-
-    return {"default": DEFAULT_MODEL, "runtime": available_runtime(), "models": rows}
+    return {"default": DEFAULT_MODEL, "models": rows}
