@@ -88,6 +88,7 @@ def test_predict_runs_without_tensorflow_once_exported_and_says_so(tmp_path):
     assert json.loads(probe_line) == {"status": 0, "tensorflow": False}
     (row,) = json.loads(summary_line)["slides"]
     assert row["runtime"] == "onnx" and row["patches"] > 0
+    assert json.loads((tmp_path / "out" / "heatmap.json").read_text())["runtime"] == "onnx"
 
 
 def test_tensorflow_runs_the_model_where_onnx_runtime_is_not_installed(tmp_path, synthetic_model):

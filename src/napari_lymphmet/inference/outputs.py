@@ -25,7 +25,7 @@ __all__ = ['read_heatmap', 'write_outputs']
 
 def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResult, *, model_name: str,
                   threshold: float = 0.5, method: str = "components", smooth: float = DETECTION_SMOOTHING,
-                  views: int = 1) -> dict:
+                  views: int = 1, runtime: str = "") -> dict:
     """Write a slide's results into ``out_dir`` as one set: the old complete set or the new, never a mix.
 
     ``heatmap.tif``, ``heatmap.ome.zarr``, ``heatmap.json``, ``overlay.png``;
@@ -47,7 +47,7 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
     out.mkdir(parents=True, exist_ok=True)
     with result_set(out, marker="heatmap.json") as stage:
         summary = _write_set(stage, slide, result, model_name=model_name, threshold=threshold, method=method,
-                             smooth=smooth, views=views)
+                             smooth=smooth, views=views, runtime=runtime)
     names = {"heatmap": "heatmap.tif", "heatmap_zarr": "heatmap.ome.zarr", "heatmap_json": "heatmap.json",
              "overlay": "overlay.png", "detections": "detections.csv", "detections_geojson": "detections.geojson",
              "lesions": "lesions.csv", "tumor_regions_geojson": "tumor_regions.geojson",
@@ -56,7 +56,7 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
 
 
 def _write_set(out: Path, slide: Slide, result: PredictResult, *, model_name: str, threshold: float, method: str,
-               smooth: float, views: int) -> dict:
+               smooth: float, views: int, runtime: str) -> dict:
     """Write every result file into ``out`` (the staging folder); the summary numbers."""
     import tifffile
 
@@ -68,6 +68,7 @@ def _write_set(out: Path, slide: Slide, result: PredictResult, *, model_name: st
             "patch_box": grid.box, "read_level": grid.read_level,
             "cell": "cell (r, c) covers level-0 x in [c*D, (c+1)*D), y in [r*D, (r+1)*D)",
             "complete": result.complete, "screened": result.screened, "tta_views": views,
+            "runtime": runtime or None,  # what ran the model: "onnx" or "tensorflow"
             # Screening predicts some tissue cells; the others hold their predicted neighbours' mean.
             "cells": {"tissue": result.total, "predicted": result.total - result.inferred,
                       "inferred": result.inferred}}
