@@ -176,8 +176,9 @@ class DetectWidget(LesionTableMixin, DetectResultsMixin, PluginWidget):
             if result.cancelled:
                 self._report("cancelled; the heatmap so far is kept, and the next run resumes from it")
                 return
+            speed = _speed(result.summary)
             self._show_folder(image, folder, model_path, card, block=block,
-                              then=lambda: self._report(self._summary("done")))
+                              then=lambda: self._report(self._summary("done") + speed))
 
         def tissue():  # in the worker: where the heatmap is drawn (reading a low level takes a moment)
             # Imported here, off the GUI thread: skimage (the lesion table) and pandas (napari's Points
@@ -237,3 +238,17 @@ class DetectWidget(LesionTableMixin, DetectResultsMixin, PluginWidget):
         """Stop the running job now; what it has done is kept."""
         if self._job is not None:
             self._job.cancel()
+
+
+_RUNTIME_NAMES = {"onnx": "ONNX Runtime", "tensorflow": "TensorFlow"}
+
+
+def _speed(summary: dict | None) -> str:
+    """``"; 3,425 patches in 5.2 s (ONNX Runtime)"``: the run's cost and what ran the model (predict's summary)."""
+    try:
+        (row,) = summary["slides"]
+        patches, seconds = int(row["predicted"]), float(row["seconds"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    runtime = _RUNTIME_NAMES.get(str(row.get("runtime")), "")
+    return f"; {patches:,} patches in {seconds:.1f} s" + (f" ({runtime})" if runtime else "")
