@@ -100,7 +100,11 @@ def test_tensorflow_runs_the_model_where_onnx_runtime_is_not_installed(tmp_path,
             f"'-o', {str(tmp_path / 'tf')!r}]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stderr == ""
+    # Nothing of ours: no warning that the fast runtime is missing, no Python warning or traceback. (TensorFlow's
+    # own C++ start-up lines are held back by the quiet import; under CI load one run let two slip through.)
+    ours = [line for line in done.stderr.splitlines() if line.startswith(("warning:", "error:"))
+            or "Warning" in line or "Traceback" in line]
+    assert ours == [], done.stderr
     (row,) = json.loads(done.stdout.strip().splitlines()[-1])["slides"]
     assert row["runtime"] == "tensorflow"
     onnx_run = subprocess.run([sys.executable, "-m", "napari_lymphmet.cli", "-q", "predict", str(slide),
