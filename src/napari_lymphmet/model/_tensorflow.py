@@ -11,13 +11,14 @@ fails, what it printed is replayed; otherwise it is dropped. Set
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 import threading
 from types import ModuleType
 
-__all__ = ["import_keras", "import_tensorflow"]
+__all__ = ["held_back_stderr", "import_keras", "import_tensorflow"]
 
 _lock = threading.Lock()
 
@@ -44,20 +45,19 @@ def import_keras() -> ModuleType:
     return module
 
 
-def _import_quietly() -> None:
+@contextlib.contextmanager
+def held_back_stderr():
+    """File descriptor 2 pointed at a temporary file for the block: what C++ prints there is dropped,
+    or replayed if the block fails. A no-op with ``LYMPHMET_DEBUG``."""
     if _verbose():
-        import tensorflow  # noqa: F401
+        yield
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no INFO/WARNING lines from C++ after the import either
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
-            import tensorflow as tf
-            import keras  # noqa: F401  (loads the backend: the second round of chatter)
-
-            tf.config.list_physical_devices()  # the CUDA probe (cuInit) logs too, on first use
+            yield
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)
@@ -66,6 +66,18 @@ def _import_quietly() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def _import_quietly() -> None:
+    if _verbose():
+        import tensorflow  # noqa: F401
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no INFO/WARNING lines from C++ after the import either
+    with held_back_stderr():
+        import tensorflow as tf
+        import keras  # noqa: F401  (loads the backend: the second round of chatter)
+
+        tf.config.list_physical_devices()  # the CUDA probe (cuInit) logs too, on first use
     tf.get_logger().setLevel("ERROR")
     try:
         from absl import logging as absl_logging

@@ -78,11 +78,15 @@ class TensorFlowRunner:
     name = "tensorflow"
 
     def __init__(self, model: Any) -> None:
-        from ._tensorflow import import_tensorflow
+        from ._tensorflow import held_back_stderr, import_tensorflow
 
         tf = import_tensorflow()
         self.model = model
         self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        shape = tuple(getattr(model, "input_shape", None) or ())
+        if len(shape) == 4 and all(isinstance(side, int) for side in shape[1:]):
+            with held_back_stderr():  # the first trace and run start TensorFlow's runtime, which logs in C++
+                self._call(np.zeros((1, *shape[1:]), np.float32))
 
     def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         return np.asarray(self._call(np.asarray(x, np.float32)))
