@@ -86,6 +86,15 @@ def _figures(result, lesions) -> tuple[set[int], float, float]:
     return found, auc, slide_score(result.heatmap)
 
 
+def _rate_alone(model, x: np.ndarray, repeats: int = 50) -> float:
+    """Patches/s of ``model`` alone on the in-memory batch ``x``, after one warm-up call."""
+    model(x)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model(x)
+    return repeats * len(x) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--width", type=int, default=100_000)
@@ -105,11 +114,7 @@ def main() -> None:
     model, card = load_runner(None, runtime=args.runtime)  # as predict loads it
     size = card.input_size
     x = np.random.default_rng(0).normal(0, 1, (64, size, size, 3)).astype(np.float32)
-    model(x)  # warm up
-    start = time.perf_counter()
-    for _ in range(50):
-        model(x)
-    alone = 50 * 64 / (time.perf_counter() - start)
+    alone = _rate_alone(model, x)  # also warms it up for the runs
     print(f"runtime {model.name}: the model alone on in-memory batches of 64, {alone:.0f} patches/s", flush=True)
     screen = ScreenConfig() if args.screen_threshold is None else ScreenConfig(threshold=args.screen_threshold)
     runs = {}
@@ -129,12 +134,7 @@ def main() -> None:
     from napari_lymphmet.model import load_model
     from napari_lymphmet.model.runtime import TensorFlowRunner
 
-    keras_model = TensorFlowRunner(load_model(None)[0])
-    keras_model(x)
-    start = time.perf_counter()
-    for _ in range(50):
-        keras_model(x)
-    keras_alone = 50 * 64 / (time.perf_counter() - start)
+    keras_alone = _rate_alone(TensorFlowRunner(load_model(None)[0]), x)
     print(f"Keras alone on in-memory batches of 64: {keras_alone:.0f} patches/s; the runtime alone "
           f"{alone / keras_alone:.2f}x that" + "".join(
               f"; {name} predict {r.predicted / r.seconds / keras_alone:.2f}x" for name, r in runs.items()),

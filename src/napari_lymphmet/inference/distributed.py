@@ -59,8 +59,21 @@ def _worker_state(slide_path: str, model_path: str, runtime: str):
     with _LOCK:
         key = (slide_path, model_path, runtime)
         if key not in _CACHE:
-            _CACHE[key] = (open_slide(slide_path), *load_runner(model_path, runtime=runtime))
+            # As many ONNX Runtime threads as the worker has: several workers on one machine would
+            # otherwise each take every core.
+            _CACHE[key] = (open_slide(slide_path), *load_runner(model_path, runtime=runtime,
+                                                                threads=_worker_threads()))
         return _CACHE[key]
+
+
+def _worker_threads() -> int | None:
+    """The dask worker's own thread count, or None outside a worker."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return None
 
 
 def _predict_cells(slide_path: str, model_path: str, cells: np.ndarray, stride: int | None,

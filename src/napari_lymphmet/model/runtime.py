@@ -244,13 +244,13 @@ class _quiet_stdout:
         logging.getLogger("tf2onnx").setLevel(self._level)
 
 
-def _stored_export(path: Path, sha256: str) -> OnnxRunner | None:
+def _stored_export(path: Path, sha256: str, threads: int | None = None) -> OnnxRunner | None:
     """A session on an ONNX export of exactly this model file, beside it or in the cache, or None."""
     for candidate in (path.with_suffix(".onnx"), onnx_cache_dir() / f"{sha256}.onnx"):
         if not candidate.is_file():
             continue
         try:
-            runner = OnnxRunner(candidate)
+            runner = OnnxRunner(candidate, threads=threads)
         except Exception:  # a damaged cache file is only made again
             continue
         made = runner.session.get_modelmeta().custom_metadata_map
@@ -282,13 +282,15 @@ def write_onnx_beside(path: str | os.PathLike) -> Path:
 
 
 # -- loading ---------------------------------------------------------------------------
-def load_runner(path: str | os.PathLike | None, *, runtime: str = "auto") -> tuple[Any, ModelCard]:
+def load_runner(path: str | os.PathLike | None, *, runtime: str = "auto",
+                threads: int | None = None) -> tuple[Any, ModelCard]:
     """The model at ``path`` (a ``.keras`` file or a bundled name) ready to score prepared batches.
 
     ``runtime`` ``"auto"`` takes ONNX Runtime where it is installed and the
     export succeeds, else TensorFlow; ``"onnx"`` insists on ONNX Runtime;
     ``"tensorflow"`` never uses it. The runner's ``name`` says which runs.
-    Only when no export of this file is stored does TensorFlow load (once,
+    ``threads`` sizes ONNX Runtime's pool (default: the CPUs this process
+    may use). Only when no export of this file is stored does TensorFlow load (once,
     to make it).
 
     Returns
@@ -316,7 +318,7 @@ def load_runner(path: str | os.PathLike | None, *, runtime: str = "auto") -> tup
         return TensorFlowRunner(model), card
     card = read_card(path)
     sha256 = _sha256(path)
-    runner = _stored_export(path, sha256)
+    runner = _stored_export(path, sha256, threads)
     if runner is not None:
         _check_onnx_signature(runner, card, path)
         return runner, card
@@ -329,7 +331,7 @@ def load_runner(path: str | os.PathLike | None, *, runtime: str = "auto") -> tup
         problem = f"cannot export to ONNX ({' '.join(str(exc).split())[:200]})"
     else:
         _keep_export(data, sha256)
-        return OnnxRunner(data), card
+        return OnnxRunner(data, threads=threads), card
     if runtime == "onnx":
         raise InputError(f"{path}: {problem}; use --runtime tensorflow")
     warnings.warn(f"{path}: {problem}; running it in TensorFlow", RuntimeWarning, stacklevel=2)
