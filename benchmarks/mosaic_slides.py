@@ -131,6 +131,8 @@ def main() -> None:
         "lesions_detected": summary["tp"],
         "false_positives_per_slide": round(summary["fp"] / len(truth), 2),
         "froc": round(summary["froc"], 4),
+        # The official rule drops the lowest threshold: with no false positive that drops the weakest lesion.
+        "froc_all_thresholds": round(summary["froc_all_thresholds"], 4),
         "per_slide": per_slide,
         "lesion_sizes": _sizes(out, truth),
         **(_screened(predict, out, truth_dir, slides_dir, summary) if args.screen else {}),
