@@ -179,3 +179,18 @@ def test_sigterm_stops_predict_like_ctrl_c_and_the_rerun_resumes(tmp_path, gigap
     proc, again = run_until_cells()
     proc.communicate(timeout=120)
     assert again["done"] >= first["done"] + 64  # the checkpoint's cells, then a batch of its own
+
+
+def test_a_cancel_that_comes_after_the_child_finished_reports_done_not_cancelled():
+    """Cancel pressed as the job ends: its results are whole, so the widget must not call them cancelled."""
+    import time
+
+    from napari_lymphmet.workflows.background import BackgroundCommand
+
+    job = BackgroundCommand(["models"]).start()
+    deadline = time.monotonic() + 120
+    while job._proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.cancel()
+    result = job.wait()
+    assert result.ok and not result.cancelled and result.summary["default"] == "lymph-node-10x"

@@ -137,7 +137,10 @@ class BackgroundCommand:
         self._stderr.close()
         errors = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
         warns = tuple(line.removeprefix("warning: ") for line in lines if line.startswith("warning: "))
-        cancelled = self._cancelled.is_set()
+        # A cancel that reached the child after it had finished (exit 0, a summary that does not say it was
+        # cancelled) stopped nothing: the results are whole, so it ended done, not cancelled.
+        finished = code == 0 and self._last is not None and not self._last.get("cancelled", False)
+        cancelled = self._cancelled.is_set() and not finished
         error = None
         if code != 0 and not cancelled:
             error = errors[-1] if errors else (lines[-1] if lines else f"exited with code {code}")
