@@ -138,11 +138,9 @@ def test_the_pathologists_road_with_mesa_default_driver(make_napari_viewer, synt
     assert stalls.longest < STALL_LIMIT, f"the GUI thread stalled {stalls.longest:.2f} s"
     assert detect.status.value.startswith("done") and not _unfinished_progress_bars(viewer)
 
-    # Cancel a run part-way: a gigapixel slide, stopped as soon as its first cells arrive. Eight views per
-    # patch make the run long enough (16,000 cells take 10 s once each) that the cancel lands inside it.
+    # Cancel a run part-way: a gigapixel slide, stopped as soon as its first cells arrive.
     (giga,) = _drop(viewer, gigapixel_synthetic)
     detect.slide_box.value = giga
-    detect.views.value = 8
     detect.run_button.native.click()
     qtbot.waitUntil(lambda: detect.heatmap_layer is not None and "giga" in detect.heatmap_layer.metadata["slide"]
                     and np.asarray(detect.heatmap_layer.data).max() > 0, timeout=120_000)
