@@ -1,4 +1,4 @@
-"""Retrain the bundled lymph-node model from scratch, as it was made: seeded, with `lymphmet train`.
+"""The from-scratch default, timed: seeded, with `lymphmet train` and no tuning flags (issue 29's 30-minute row).
 
     python scripts/train_bundled_model.py [--data ../shared/data/patches/pcam] [--out DIR] [--install]
 
@@ -6,8 +6,9 @@ Trains a ``small-cnn`` on PatchCamelyon's ``train/`` split (96 px, 0.972 µm/px)
 with ``valid/`` (other slides) for early stopping and the threshold, using the
 recipe's defaults only (no tuning flags), then scores it on ``valid/`` with and
 without test-time augmentation and prints one JSON object with the figures and
-the time. ``--install`` copies the model into the package as
-``napari_lymphmet/models/lymph-node-10x.keras``. docs/models.md is its card.
+the time. It made the bundled ``lymph-node-10x`` until 2026-12-07; today's comes
+from ``scripts/pcam_recipes.py hed hed-blur --install`` (docs/models.md is its
+card). ``--install`` copies this script's model into the package in its place.
 """
 
 from __future__ import annotations
