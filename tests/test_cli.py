@@ -194,3 +194,24 @@ def test_a_cancel_that_comes_after_the_child_finished_reports_done_not_cancelled
     job.cancel()
     result = job.wait()
     assert result.ok and not result.cancelled and result.summary["default"] == "lymph-node-10x"
+
+
+def test_cancel_stops_a_child_that_started_with_sigint_ignored(tmp_path, gigapixel_synthetic):
+    """napari started from a background job passes SIGINT ignored to its children: Cancel must still stop them."""
+    import signal
+    import time
+
+    from napari_lymphmet.workflows.background import BackgroundCommand
+
+    job = BackgroundCommand(["predict", str(gigapixel_synthetic), "-o", str(tmp_path / "out"), "--stride", "24"])
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        job.start()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    first = next(e for e in job.events() if e.get("event") == "progress")
+    asked = time.monotonic()
+    job.cancel()
+    result = job.wait()
+    assert result.cancelled and result.returncode == 130 and time.monotonic() - asked < 20, first
+    assert (tmp_path / "out" / ".heatmap.partial.zarr").is_dir() and not (tmp_path / "out" / "heatmap.tif").exists()

@@ -82,3 +82,6 @@ def _sigterm_as_sigint() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # Python leaves SIGINT alone when it starts ignored (a child of a shell's background job, of a
+        # launcher): Ctrl-C and Cancel would then do nothing.
+        signal.signal(signal.SIGINT, signal.default_int_handler)

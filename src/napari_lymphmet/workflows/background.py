@@ -148,7 +148,7 @@ class BackgroundCommand:
         return self._result
 
     def cancel(self) -> None:
-        """Ask the child to save its work and stop (SIGINT); kill it if it has not ended after ``grace`` s.
+        """Ask the child to save its work and stop (SIGTERM); kill it if it has not ended after ``grace`` s.
 
         Returns at once; :meth:`wait` tells when it has ended.
         """
@@ -157,7 +157,7 @@ class BackgroundCommand:
         if proc is None or proc.poll() is not None:
             return
         try:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)  # the CLI stops on it as on Ctrl-C, whatever SIGINT's disposition
         except ProcessLookupError:
             return
 
