@@ -68,8 +68,9 @@ RECIPES = {
     # "hed" lost sensitivity on blurred patches (no focus-blur augmentation): 3 epochs more, at a fifth of the
     # rate, with it.
     "hed-blur": Recipe(input_space="hed", blur=1.5, epochs=3, learning_rate=2e-4, start="hed"),
-    # The same 32-128 feature maps and compute as "rgb", as 4-16 filters in each of 8 orientations.
-    "p4m": Recipe(network="p4m", filters=(4, 6, 8, 12, 16)),
+    # The same 32-128 feature maps and compute as "hed", as 4-16 filters in each of 8 orientations, on the
+    # winning input space.
+    "p4m": Recipe(network="p4m", input_space="hed", filters=(4, 6, 8, 12, 16)),
 }
 
 
@@ -265,7 +266,7 @@ def _save_with_card(model, recipe: Recipe, result: dict, path: Path, *, threshol
     from napari_lymphmet.model.card import ModelCard
     from napari_lymphmet.model.io import save_model
 
-    card = ModelCard(backbone="small-cnn", input_size=96, patch_size=96, patch_mpp=0.972, threshold=float(threshold),
+    card = ModelCard(backbone="p4m-cnn" if recipe.network == "p4m" else "small-cnn", input_size=96, patch_size=96, patch_mpp=0.972, threshold=float(threshold),
                      input_space=recipe.input_space, hed_sigma=recipe.stain, colour_sigma=recipe.colour,
                      weights="none", validation=result["valid_once"], epochs_run=result["epochs"],
                      training={"recipe": f"scripts/pcam_recipes.py {result['recipe']}", "config": result["config"],

@@ -82,6 +82,30 @@ def test_small_cnn_separates_a_held_out_synthetic_slide(synthetic_patches, tmp_p
     assert scored["accuracy"] >= 0.9
 
 
+def test_a_time_limit_shortens_the_run_and_says_so(synthetic_patches, tmp_path, capsys):
+    """A limit with no room past the first epoch: one epoch of the planned eight, a line saying so, a model."""
+    code, summary, err = run_main(
+        capsys, "train", str(synthetic_patches["train"]), "-o", str(tmp_path / "m.keras"), "--backbone",
+        "small-cnn", "--weights", "none", "--input-size", "32", "--time-limit", "0.5")
+    assert code == 0, err
+    assert summary["epochs_run"] == 1 and "1 epochs fit in the time limit" in err
+    assert (tmp_path / "m.keras").is_file()
+
+
+def test_the_learning_rate_reaches_its_floor_at_the_end_of_a_shortened_plan():
+    from napari_lymphmet.model.train import _Plan
+
+    plan = _Plan(epochs=10, steps_per_epoch=100, learning_rate=1e-3, deadline=1000.0)
+    assert plan.rate() == pytest.approx(1e-3)
+    assert not plan.refit(50.0, now=100.0) and plan.epochs == 10  # 19 more would fit: the plan stands
+    assert plan.refit(300.0, now=100.0) and plan.epochs == 4  # three more fit in the 900 s left
+    plan.step = 200
+    assert plan.rate() == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))  # half way through the shortened plan
+    plan.step = 400
+    assert plan.rate() == pytest.approx(5e-5)
+    assert not _Plan(epochs=3, steps_per_epoch=5, learning_rate=1e-3).refit(1e6, now=0.0)  # no deadline
+
+
 def test_model_file_reloads_in_a_fresh_process_with_metadata(synthetic_patches, tmp_path):
     from napari_lymphmet.model import TrainConfig, train
 

@@ -54,13 +54,24 @@ def _patches(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(seconds, 2), "patches_per_second": round(result.patches_per_second, 1)}
 
 
+DEFAULT_TIME_LIMIT = 25.0  # minutes: a default run ends within the half hour a CPU user expects
+
+
+def _time_limit(minutes: float | None, epochs: int | None) -> float | None:
+    """``--time-limit``: as given (0: none); by default 25 minutes, unless the epochs were given."""
+    if minutes is None:
+        return None if epochs is not None else DEFAULT_TIME_LIMIT
+    return minutes or None
+
+
 def _train(args: argparse.Namespace) -> dict[str, Any]:
     from ..model import TrainConfig, read_patch_table, split_by_slide, train, why_no_split
 
     config = TrainConfig(backbone=args.backbone, weights=args.weights, input_size=args.input_size,
                          epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          seed=args.seed, augment=not args.no_augment, stain_norm=args.stain_norm,
-                         patience=args.patience, patch_mpp=args.patch_mpp)
+                         patience=args.patience, patch_mpp=args.patch_mpp,
+                         time_limit=_time_limit(args.time_limit, args.epochs))
     table = read_patch_table(args.data)
     if args.val:
         train_table, val_table = table, read_patch_table(args.val)
@@ -80,7 +91,13 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     meter = _Progress("train", quiet=args.quiet)
 
     def progress(state: dict) -> None:
-        if state.get("end_of_epoch"):
+        if state.get("replanned"):
+            _Events.emit("plan", epochs=state["epochs"], epoch_seconds=round(state["epoch_seconds"], 1))
+            if not args.quiet and not _Events.enabled:
+                print(f"\rtrain: {state['epochs']} epochs fit in the time limit (an epoch takes "
+                      f"{state['epoch_seconds'] / 60:.1f} min); the learning rate now follows them",
+                      file=sys.stderr, flush=True)
+        elif state.get("end_of_epoch"):
             _Events.emit("epoch", **{k: v for k, v in state.items() if k != "end_of_epoch"})
             if not args.quiet and not _Events.enabled:
                 extra = f", val AUC {state['val_auc']:.3f}" if "val_auc" in state else ""

@@ -180,7 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stain-norm", choices=("none", "reinhard"), default="none")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--patience", type=POSITIVE_INT, default=None,
-                   help="early stopping patience, epochs (default: a quarter of the epochs, at least 3)")
+                   help="stop after this many epochs without a better validation AUC (default: run the whole "
+                        "schedule and keep the best epoch)")
+    p.add_argument("--time-limit", type=NON_NEGATIVE, default=None, metavar="MINUTES",
+                   help="fit the epochs into this many minutes, timed on the first epoch (default: 25 unless "
+                        "--epochs is given; 0: no limit)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train)
 

@@ -8,6 +8,7 @@ validation data, a training data summary and the validation metrics."""
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -49,7 +50,8 @@ class TrainConfig:
     colour_sigma: float = 1.0  # slide-level colour shifts (Reinhard-like, in YUV)
     blur_sigma: float = 1.0  # largest Gaussian blur, in input pixels (scanner focus)
     stain_norm: str = "none"  # "none" or "reinhard"
-    patience: int | None = None  # epochs without a better validation AUC; default a quarter of the epochs
+    patience: int | None = None  # epochs without a better validation AUC before stopping; default: never stop early
+    time_limit: float | None = None  # minutes the run may take; the epochs are fitted to it (see _Plan)
     fine_tune_fraction: float = 0.3  # of the backbone's layers unfrozen in phase 2
     patch_mpp: float | None = None  # mpp of the training patches, when the data does not say
 
@@ -60,6 +62,8 @@ class TrainConfig:
             raise InputError(f"stain normalisation must be none or reinhard, got {self.stain_norm!r}")
         if (self.epochs is not None and self.epochs < 1) or self.batch_size < 1:
             raise InputError("epochs and batch size must be at least 1")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise InputError(f"the time limit must be a positive number of minutes, got {self.time_limit}")
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file() \
                 and self.weights not in bundled_models():
             raise InputError(f"{self.weights}: no such weights file nor bundled model (use --weights imagenet|none, "
@@ -74,14 +78,18 @@ class TrainConfig:
 
         - small-cnn's input: the patch size, at most 128 (upsampling adds only work);
         - epochs: about ``TARGET_STEPS`` optimizer steps, between 8 and 200
-          epochs, so 39 patches and 20,000 both get a sensible run;
-        - patience: a quarter of the epochs, at least 3.
+          epochs, so 39 patches and 20,000 both get a sensible run (a
+          ``time_limit`` may shorten them once the first epoch is timed).
+
+        Early stopping stays off unless ``patience`` is given: the learning
+        rate follows a cosine to the end of the run, and the last, small
+        steps are where a run gains most (docs/models.md, the ablation).
         """
         size = self.input_size or (min(patch_size, DEFAULT_INPUT["small-cnn"]) if self.backbone in FROM_SCRATCH
                                    else DEFAULT_INPUT[self.backbone])
         steps = max(1, -(-patches // self.batch_size))
         epochs = self.epochs or int(np.clip(-(-TARGET_STEPS // steps), 8, 200))
-        return replace(self, input_size=size, epochs=epochs, patience=self.patience or max(3, epochs // 4))
+        return replace(self, input_size=size, epochs=epochs)
 
 
 @dataclass(frozen=True)
@@ -126,25 +134,68 @@ class TrainResult:
 
 
 # -- training -------------------------------------------------------------------
+@dataclass
+class _Plan:
+    """One phase's length and its cosine learning rate, refitted to a deadline once an epoch is timed.
+
+    Keras's ``CosineDecay`` fixes its length when the model is compiled;
+    this plan can shorten after the first epoch shows what an epoch costs
+    on this machine, so the rate still comes down to its floor at the
+    (earlier) end. Hosts sold as "2 cores" differ 2.5-fold in speed: a
+    fixed epoch count cannot promise a time, a measured one can.
+    """
+
+    epochs: int
+    steps_per_epoch: int
+    learning_rate: float
+    deadline: float | None = None  # time.monotonic() by which the phase ends; None: no limit
+    alpha: float = 0.05  # the floor, as a share of the starting rate
+    step: int = 0
+
+    def rate(self) -> float:
+        """The learning rate for the next step: a cosine from the starting rate to ``alpha`` of it."""
+        progress = min(1.0, self.step / max(1, self.epochs * self.steps_per_epoch))
+        return self.learning_rate * (self.alpha + (1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def refit(self, epoch_seconds: float, now: float) -> bool:
+        """After the first epoch: keep as many epochs as the deadline has room for (at least that one).
+
+        Returns whether the plan shrank.
+        """
+        if self.deadline is None or epoch_seconds <= 0:
+            return False
+        fits = 1 + max(0, int((self.deadline - now) // epoch_seconds))
+        shrank = fits < self.epochs
+        self.epochs = min(self.epochs, fits)
+        return shrank
+
+
 class _Callback:
-    """Progress, cancel and history for ``model.fit`` (made a Keras callback lazily)."""
+    """Progress, cancel, history and the learning-rate plan for ``model.fit`` (made a Keras callback lazily)."""
 
     @staticmethod
-    def make(progress, cancel, history, steps_per_epoch, epochs_total, epoch_offset):
+    def make(progress, cancel, history, plan: _Plan, epoch_offset: int, epochs_after: int):
         from ._tensorflow import import_keras
 
         keras = import_keras()
 
+        def total() -> int:
+            return epoch_offset + plan.epochs + epochs_after
+
         class Callback(keras.callbacks.Callback):
+            def on_train_batch_begin(self, batch, logs=None):
+                self.model.optimizer.learning_rate = plan.rate()
+                plan.step += 1
+
             def on_train_batch_end(self, batch, logs=None):
                 if progress is not None:
-                    progress({"epoch": epoch_offset + self._epoch, "epochs": epochs_total, "batch": batch + 1,
-                              "batches": steps_per_epoch, "loss": float((logs or {}).get("loss", np.nan))})
+                    progress({"epoch": epoch_offset + self._epoch, "epochs": total(), "batch": batch + 1,
+                              "batches": plan.steps_per_epoch, "loss": float((logs or {}).get("loss", np.nan))})
                 if cancel is not None and cancel.is_set():
                     self.model.stop_training = True
 
             def on_epoch_begin(self, epoch, logs=None):
-                self._epoch = epoch
+                self._epoch, self._began = epoch, time.monotonic()
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
@@ -152,8 +203,13 @@ class _Callback:
                     if key in logs:
                         history.setdefault(key, []).append(float(logs[key]))
                 if progress is not None:
-                    progress({"epoch": epoch_offset + epoch + 1, "epochs": epochs_total, "end_of_epoch": True,
+                    progress({"epoch": epoch_offset + epoch + 1, "epochs": total(), "end_of_epoch": True,
                               **{k: float(v) for k, v in logs.items()}})
+                now = time.monotonic()
+                if epoch == 0 and plan.refit(now - self._began, now) and progress is not None:
+                    progress({"replanned": True, "epochs": total(), "epoch_seconds": now - self._began})
+                if epoch + 1 >= plan.epochs:
+                    self.model.stop_training = True
 
         return Callback()
 
@@ -235,25 +291,34 @@ def train(
     monitor, mode = ("val_auc", "max") if has_val else ("loss", "min")
     history: dict[str, list[float]] = {}
     steps = int(np.ceil(len(train_table) / config.batch_size))
-    phases = [(p.epochs, p.learning_rate, p.unfreeze) for p in training_phases(config, fine_tune=parent is not None)]
+    phases = [p for p in training_phases(config, fine_tune=parent is not None) if p.epochs > 0]
+    # The limit covers the whole command: leave room for what follows the last epoch (batch-norm
+    # statistics, scoring the validation set, saving), about a twentieth of it.
+    deadline = (start + 60 * config.time_limit - max(30.0, 3 * config.time_limit)
+                if config.time_limit is not None else None)
     epochs_run, best = 0, None
     try:
-        for epochs, lr, unfreeze in phases:
-            if epochs <= 0 or (cancel is not None and cancel.is_set()):
+        for i, phase in enumerate(phases):
+            if cancel is not None and cancel.is_set():
                 continue
-            if unfreeze is not None:
-                _set_trainable(model.get_layer("backbone"), unfreeze, config.fine_tune_fraction)
-            # Cosine decay to a twentieth over the phase: big steps early, a settled model at the end.
-            schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * steps), alpha=0.05)
-            model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy",
+            if phase.unfreeze is not None:
+                _set_trainable(model.get_layer("backbone"), phase.unfreeze, config.fine_tune_fraction)
+            later = sum(p.epochs for p in phases[i + 1:])
+            now = time.monotonic()  # each phase gets its share of the time left, by its planned epochs
+            plan = _Plan(phase.epochs, steps, phase.learning_rate,
+                         deadline=None if deadline is None else now + (deadline - now) * phase.epochs
+                         / (phase.epochs + later))
+            # Cosine decay to a twentieth over the phase (see _Plan): big steps early, a settled model at the end.
+            model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate), loss="binary_crossentropy",
                           metrics=[keras.metrics.AUC(name="auc"), "accuracy"])
             save_best = keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, mode=mode, save_best_only=True,
                                                         initial_value_threshold=best)
-            callbacks = [save_best, _Callback.make(progress, cancel, history, steps, config.epochs, epochs_run)]
-            if has_val:  # without validation the training loss is too noisy to stop on
+            callbacks = [save_best, _Callback.make(progress, cancel, history, plan, epochs_run, later)]
+            if has_val and config.patience:  # without validation the training loss is too noisy to stop on
                 callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
             # shuffle=False: the tf.data pipeline shuffles; Keras' own flag would only warn it is ignored.
-            fit = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=class_weight, verbose=0,
+            fit = model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, class_weight=class_weight,
+                            verbose=0,
                             callbacks=callbacks, shuffle=False)
             epochs_run += len(fit.history.get("loss", []))
             best = save_best.best if np.isfinite(save_best.best) else best
