@@ -8,8 +8,10 @@ mean and std) transfer for the whole set onto the real tumor_004 (Radboud)
 and tumor_073 (Utrecht) patches, random per-"slide" HED stain changes, and
 blur. It prints AUC, accuracy, sensitivity and specificity per condition,
 and the mean probability, to see calibration drift, in one process.
+Given several models, it scores each, then their ensemble (the mean of
+their logits, at its own Youden threshold on the patches as they are).
 
-    python benchmarks/bundled_model.py [--model NAME_OR_FILE] [--limit N]
+    python benchmarks/bundled_model.py [--model NAME_OR_FILE ...] [--limit N]
 """
 
 from __future__ import annotations
@@ -29,15 +31,15 @@ PCAM = CAMELYON.parent / "pcam"
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default=None, help="a .keras file or bundled name (default: the default)")
+    parser.add_argument("--model", nargs="+", default=[None],
+                        help=".keras files or bundled names (default: the default); several: their ensemble too")
     parser.add_argument("--limit", type=int, default=None, help="score at most N patches per class")
     args = parser.parse_args()
 
     from skimage.io import imread
 
-    from napari_lymphmet.model import binary_metrics, load_model, predict_patches, read_patch_table
+    from napari_lymphmet.model import best_threshold, load_model, predict_patches, read_patch_table
 
-    model, card = load_model(args.model)
     table = read_patch_table([PCAM / "valid"])
     if args.limit:
         rng = np.random.default_rng(0)
@@ -63,16 +65,35 @@ def main() -> None:
         "HED stain change per slide (0.25)": per_slide_hed,
         "blur sigma 1 px": lambda x: blur(x, 1.0),
     }
-    rows = {}
-    for name, change in conditions.items():
-        x = change(images)
-        scores = np.concatenate([predict_patches(model, card, x[i:i + 256]) for i in range(0, len(x), 256)])
-        metrics = binary_metrics(table.labels, scores, card.threshold)
-        metrics["mean_probability"] = round(float(scores.mean()), 4)
-        rows[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
-        print(f"{name:38s} AUC {metrics['auc']:.3f}  acc {metrics['accuracy']:.3f}  sens {metrics['sensitivity']:.3f}"
-              f"  spec {metrics['specificity']:.3f}  mean p {metrics['mean_probability']:.3f}", file=sys.stderr)
-    print(json.dumps({"model": str(args.model or "default"), "threshold": card.threshold, "conditions": rows}))
+    changed = {name: change(images) for name, change in conditions.items()}
+    logits = {}  # per model and condition, for the ensemble
+    for name in args.model:
+        model, card = load_model(name)
+        rows = {}
+        for condition, x in changed.items():
+            scores = np.concatenate([predict_patches(model, card, x[i:i + 256]) for i in range(0, len(x), 256)])
+            rows[condition] = _report(condition, table.labels, scores, card.threshold)
+            clipped = np.clip(scores, 1e-6, 1 - 1e-6)
+            logits.setdefault(condition, []).append(np.log(clipped / (1 - clipped)))
+        print(json.dumps({"model": str(name or "default"), "threshold": card.threshold, "conditions": rows}))
+    if len(args.model) > 1:
+        mean = {condition: np.mean(values, axis=0) for condition, values in logits.items()}
+        threshold = best_threshold(table.labels, mean["as is"])
+        rows = {condition: _report(condition, table.labels, 1 / (1 + np.exp(-z)), 1 / (1 + np.exp(-threshold)))
+                for condition, z in mean.items()}
+        print(json.dumps({"ensemble": [str(m) for m in args.model], "threshold": round(1 / (1 + np.exp(-threshold)), 4),
+                          "conditions": rows}))
+
+
+def _report(condition: str, labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """AUC, accuracy, sensitivity, specificity at ``threshold`` and the mean probability; one line on stderr."""
+    from napari_lymphmet.model import binary_metrics
+
+    metrics = binary_metrics(labels, scores, threshold)
+    metrics["mean_probability"] = round(float(scores.mean()), 4)
+    print(f"{condition:38s} AUC {metrics['auc']:.3f}  acc {metrics['accuracy']:.3f}  sens {metrics['sensitivity']:.3f}"
+          f"  spec {metrics['specificity']:.3f}  mean p {metrics['mean_probability']:.3f}", file=sys.stderr)
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
 if __name__ == "__main__":

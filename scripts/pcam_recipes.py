@@ -266,7 +266,8 @@ def _save_with_card(model, recipe: Recipe, result: dict, path: Path, *, threshol
     from napari_lymphmet.model.card import ModelCard
     from napari_lymphmet.model.io import save_model
 
-    card = ModelCard(backbone="p4m-cnn" if recipe.network == "p4m" else "small-cnn", input_size=96, patch_size=96, patch_mpp=0.972, threshold=float(threshold),
+    card = ModelCard(backbone="p4m-cnn" if recipe.network == "p4m" else "small-cnn", input_size=96, patch_size=96,
+                     patch_mpp=0.972, threshold=float(threshold),
                      input_space=recipe.input_space, hed_sigma=recipe.stain, colour_sigma=recipe.colour,
                      weights="none", validation=result["valid_once"], epochs_run=result["epochs"],
                      training={"recipe": f"scripts/pcam_recipes.py {result['recipe']}", "config": result["config"],
