@@ -313,12 +313,13 @@ def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(ma
     widget = open_widget(viewer, "Train")
     widget.data.value = tmp_path / "data"
     widget.backbone.value = "small-cnn"
-    widget.epochs.value = 1
+    widget.epochs.value = 3
+    widget.minutes.value = 0.5  # leaves no room past the first epoch: the plan shrinks to it, and says so
     widget.batch.value = 4
     widget.output.value = tmp_path / "one.keras"
     result = widget.start()  # blocking: the button runs the same child process in a worker
     assert result.ok and result.summary["epochs_run"] == 1
-    assert widget.history["loss"] and "trained: 1 epochs" in widget.status.value
+    assert widget.history["loss"] and "trained: 1 epochs (1 of 3 fit in 0.5 min)" in widget.status.value
     assert_readable_training_plot(widget.figure)  # the Qt canvas's figure, redrawn after the epoch
     assert widget.figure.axes[0].lines and len(widget.figure.axes[0].lines[0].get_xdata()) == 1
     assert read_card(tmp_path / "one.keras").epochs_run == 1
@@ -327,6 +328,7 @@ def test_train_widget_runs_an_epoch_updates_progress_and_cancel_keeps_a_model(ma
 
     # In a worker: cancel after the first epoch of many; the child stops and saves the best model so far.
     widget.epochs.value = 50
+    widget.minutes.value = 0  # no limit
     widget.output.value = tmp_path / "cancelled.keras"
     worker = widget.start(block=False)
     assert not widget.train_button.enabled and widget.cancel_button.enabled

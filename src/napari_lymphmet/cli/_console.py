@@ -25,7 +25,8 @@ class _Events:
     """``--events``: progress as JSON lines on stdout, before the summary line, for front ends (the napari plugin).
 
     Every event is one object with an ``event`` key: ``progress`` (label,
-    done, total, seconds), ``epoch`` (a training epoch's figures), ``grid``
+    done, total, seconds), ``epoch`` (a training epoch's figures), ``plan``
+    (the epochs a training time limit left, and an epoch's seconds), ``grid``
     and ``cells`` (a heatmap's geometry, then its newly predicted cells as
     flat indices and probabilities).
     """

@@ -92,11 +92,12 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
 
     def progress(state: dict) -> None:
         if state.get("replanned"):
-            _Events.emit("plan", epochs=state["epochs"], epoch_seconds=round(state["epoch_seconds"], 1))
+            _Events.emit("plan", epochs=state["epochs"], planned=state["planned"],
+                         epoch_seconds=round(state["epoch_seconds"], 1))
             if not args.quiet and not _Events.enabled:
-                print(f"\rtrain: {state['epochs']} epochs fit in the time limit (an epoch takes "
-                      f"{state['epoch_seconds'] / 60:.1f} min); the learning rate now follows them",
-                      file=sys.stderr, flush=True)
+                print(f"\rtrain: {state['epochs']} of {state['planned']} epochs fit in {config.time_limit:g} min "
+                      f"(an epoch takes {state['epoch_seconds'] / 60:.1f} min); the learning rate follows the "
+                      f"shorter plan", file=sys.stderr, flush=True)
         elif state.get("end_of_epoch"):
             _Events.emit("epoch", **{k: v for k, v in state.items() if k != "end_of_epoch"})
             if not args.quiet and not _Events.enabled:

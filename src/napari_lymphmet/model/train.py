@@ -205,9 +205,10 @@ class _Callback:
                 if progress is not None:
                     progress({"epoch": epoch_offset + epoch + 1, "epochs": total(), "end_of_epoch": True,
                               **{k: float(v) for k, v in logs.items()}})
-                now = time.monotonic()
+                now, planned = time.monotonic(), total()
                 if epoch == 0 and plan.refit(now - self._began, now) and progress is not None:
-                    progress({"replanned": True, "epochs": total(), "epoch_seconds": now - self._began})
+                    progress({"replanned": True, "epochs": total(), "planned": planned,
+                              "epoch_seconds": now - self._began})
                 if epoch + 1 >= plan.epochs:
                     self.model.stop_training = True
 

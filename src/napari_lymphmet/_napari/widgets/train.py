@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, FileEdit, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Label, LineEdit, PushButton, SpinBox
 
 from ...errors import InputError
 from ._common import PluginWidget
@@ -33,6 +33,7 @@ class TrainWidget(PluginWidget):
         self.backbone = ComboBox(label="backbone", choices=list(BACKBONES), value="small-cnn")
         self.weights = LineEdit(label="weights", value="none")
         self.epochs = SpinBox(label="epochs", min=1, max=1000, value=10)
+        self.minutes = FloatSpinBox(label="time limit (min)", min=0, max=10_000, step=5, value=25)
         self.batch = SpinBox(label="batch size", min=1, max=1024, value=32)
         self.output = FileEdit(label="save model as", mode="w", filter="*.keras")
         self.train_button = PushButton(text="Train")
@@ -46,11 +47,14 @@ class TrainWidget(PluginWidget):
         self.backbone.tooltip = "small-cnn trains in minutes on a CPU; the others want ImageNet weights and a GPU"
         self.weights.tooltip = "none (from scratch), imagenet, a weights file, or a .keras model to fine-tune"
         self.epochs.tooltip = "passes over the training patches; the best epoch on validation is kept"
+        self.minutes.tooltip = ("keep only the epochs that fit in this many minutes (the first epoch is timed, the "
+                                "learning rate follows the shorter plan); 0: no limit")
         self.batch.tooltip = "patches per training step"
         self.output.tooltip = "the model file to write (.keras); Detect metastases uses it when training ends"
         self.train_button.tooltip = "train in a background process; the curves update after each epoch"
         self.cancel_button.tooltip = "stop now; the best model so far is saved"
-        super().__init__(widgets=[self.data, self.val, self.backbone, self.weights, self.epochs, self.batch,
+        super().__init__(widgets=[self.data, self.val, self.backbone, self.weights, self.epochs, self.minutes,
+                                  self.batch,
                                   self.output, self.train_button, self.cancel_button, self.status])
         self.figure = self._add_plot()
         self.train_button.changed.connect(lambda: self.start(block=False))
@@ -99,7 +103,7 @@ class TrainWidget(PluginWidget):
                 raise InputError(f"{out.parent}: no such folder to save the model in")
             args = ["train", str(self.data.value), "-o", str(out), "--backbone", self.backbone.value,
                     "--weights", self.weights.value.strip() or "none", "--epochs", str(int(self.epochs.value)),
-                    "--batch-size", str(int(self.batch.value))]
+                    "--batch-size", str(int(self.batch.value)), "--time-limit", f"{float(self.minutes.value):g}"]
             if str(self.val.value) not in ("", "."):
                 args += ["--val", str(self.val.value)]
         except InputError as exc:
@@ -110,9 +114,15 @@ class TrainWidget(PluginWidget):
         self._job = Job("Training", buttons=(self.train_button, self.cancel_button), report=self._warn,
                         status=self._progress_status)
 
+        plan: list[str] = []  # what the time limit left of the epochs asked for, when it cut them
+
         def on_event(event: dict) -> None:
             if event.get("event") == "epoch":
                 self._on_epoch(event)
+            elif event.get("event") == "plan":
+                plan[:] = [f"{event['epochs']} of {event['planned']} fit in {float(self.minutes.value):g} min"]
+                self._report(f"{plan[0]} (an epoch takes {event['epoch_seconds']:.0f} s); the learning rate "
+                             f"follows the shorter plan")
 
         def done(result) -> None:
             from ..settings import remember_model
@@ -127,7 +137,8 @@ class TrainWidget(PluginWidget):
             state = "cancelled; kept the best model so far" if result.cancelled or summary.get("cancelled") \
                 else "trained"
             epochs = summary.get("epochs_run", len(self.history.get("loss", [])))
-            self._report(f"{state}: {epochs} epochs{auc}; saved {out.name}; Detect metastases uses it now")
+            fitted = f" ({plan[0]})" if plan else ""
+            self._report(f"{state}: {epochs} epochs{fitted}{auc}; saved {out.name}; Detect metastases uses it now")
             remember_model(out, announce=True)
 
         outcome = self._job.run_command(args, on_event=on_event, on_done=done, block=block, unit="batches")
