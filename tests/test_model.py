@@ -100,9 +100,11 @@ def test_the_learning_rate_reaches_its_floor_at_the_end_of_a_shortened_plan():
     assert plan.rate() == pytest.approx(1e-3)
     assert not plan.refit(50.0, now=100.0) and plan.epochs == 10  # 19 more would fit: the plan stands
     assert plan.refit(300.0, now=100.0) and plan.epochs == 4  # three more fit in the 900 s left
-    plan.step = 200
+    assert plan.refit(400.0, now=500.0, done=2) and plan.epochs == 3  # the host slowed: one more fits
+    assert not plan.refit(400.0, now=990.0, done=3) and plan.epochs == 3  # never fewer than are done
+    plan.step = 150
     assert plan.rate() == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))  # half way through the shortened plan
-    plan.step = 400
+    plan.step = 300
     assert plan.rate() == pytest.approx(5e-5)
     assert not _Plan(epochs=3, steps_per_epoch=5, learning_rate=1e-3).refit(1e6, now=0.0)  # no deadline
 

@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many epochs without a better validation AUC (default: run the whole "
                         "schedule and keep the best epoch)")
     p.add_argument("--time-limit", type=NON_NEGATIVE, default=None, metavar="MINUTES",
-                   help="fit the epochs into this many minutes, timed on the first epoch (default: 25 unless "
+                   help="fit the epochs into this many minutes, as each epoch is timed (default: 25 unless "
                         "--epochs is given; 0: no limit)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train)

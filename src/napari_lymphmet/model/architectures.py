@@ -73,10 +73,14 @@ def build_model(backbone: str = "efficientnetb0", *, input_size: int | None = No
             raise InputError("small-cnn has no ImageNet weights; use --weights none or a weights file")
         x = layers.LayerNormalization(axis=[1, 2], center=False, scale=False, name="patch_standardise")(inputs)
         for i, filters in enumerate((32, 48, 64, 96, 128)):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+            # The first convolution strides instead of pooling: full-resolution feature maps cost most of a
+            # training step on a CPU, and 1.5-2x more steps fit in the time limit (docs/performance.md).
+            x = layers.Conv2D(filters, 3, strides=2 if i == 0 else 1, padding="same", use_bias=False,
+                              name=f"conv{i}")(x)
             x = layers.BatchNormalization(name=f"bn{i}")(x)
             x = layers.ReLU()(x)
-            x = layers.MaxPooling2D()(x)
+            if i:
+                x = layers.MaxPooling2D()(x)
         x = layers.GlobalAveragePooling2D()(x)
     else:
         x = _backbone(backbone, size, weights)(inputs)  # named "backbone": training unfreezes it by name

@@ -157,14 +157,15 @@ class _Plan:
         progress = min(1.0, self.step / max(1, self.epochs * self.steps_per_epoch))
         return self.learning_rate * (self.alpha + (1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * progress)))
 
-    def refit(self, epoch_seconds: float, now: float) -> bool:
-        """After the first epoch: keep as many epochs as the deadline has room for (at least that one).
+    def refit(self, epoch_seconds: float, now: float, *, done: int = 1) -> bool:
+        """After ``done`` epochs of ``epoch_seconds`` each (on average): keep the epochs the deadline has room
+        for, never fewer than are done. It is called after every epoch, since a shared host can slow down.
 
         Returns whether the plan shrank.
         """
         if self.deadline is None or epoch_seconds <= 0:
             return False
-        fits = 1 + max(0, int((self.deadline - now) // epoch_seconds))
+        fits = done + max(0, int((self.deadline - now) // epoch_seconds))
         shrank = fits < self.epochs
         self.epochs = min(self.epochs, fits)
         return shrank
@@ -194,8 +195,11 @@ class _Callback:
                 if cancel is not None and cancel.is_set():
                     self.model.stop_training = True
 
+            def on_train_begin(self, logs=None):
+                self._began = time.monotonic()
+
             def on_epoch_begin(self, epoch, logs=None):
-                self._epoch, self._began = epoch, time.monotonic()
+                self._epoch = epoch
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
@@ -206,9 +210,9 @@ class _Callback:
                     progress({"epoch": epoch_offset + epoch + 1, "epochs": total(), "end_of_epoch": True,
                               **{k: float(v) for k, v in logs.items()}})
                 now, planned = time.monotonic(), total()
-                if epoch == 0 and plan.refit(now - self._began, now) and progress is not None:
-                    progress({"replanned": True, "epochs": total(), "planned": planned,
-                              "epoch_seconds": now - self._began})
+                pace = (now - self._began) / (epoch + 1)  # this phase's mean epoch, validation included
+                if plan.refit(pace, now, done=epoch + 1) and progress is not None:
+                    progress({"replanned": True, "epochs": total(), "planned": planned, "epoch_seconds": pace})
                 if epoch + 1 >= plan.epochs:
                     self.model.stop_training = True
 

@@ -47,7 +47,7 @@ class TrainWidget(PluginWidget):
         self.backbone.tooltip = "small-cnn trains in minutes on a CPU; the others want ImageNet weights and a GPU"
         self.weights.tooltip = "none (from scratch), imagenet, a weights file, or a .keras model to fine-tune"
         self.epochs.tooltip = "passes over the training patches; the best epoch on validation is kept"
-        self.minutes.tooltip = ("keep only the epochs that fit in this many minutes (the first epoch is timed, the "
+        self.minutes.tooltip = ("keep only the epochs that fit in this many minutes (each epoch is timed, the "
                                 "learning rate follows the shorter plan); 0: no limit")
         self.batch.tooltip = "patches per training step"
         self.output.tooltip = "the model file to write (.keras); Detect metastases uses it when training ends"
