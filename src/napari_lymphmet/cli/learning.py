@@ -54,12 +54,11 @@ def _patches(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(seconds, 2), "patches_per_second": round(result.patches_per_second, 1)}
 
 
-DEFAULT_TIME_LIMIT = 25.0  # minutes: a default run ends within the half hour a CPU user expects
-
-
 def _time_limit(minutes: float | None, epochs: int | None) -> float | None:
     """``--time-limit``: as given (0: none); by default 25 minutes, unless the epochs were given."""
     if minutes is None:
+        from ..model.train import DEFAULT_TIME_LIMIT
+
         return None if epochs is not None else DEFAULT_TIME_LIMIT
     return minutes or None
 

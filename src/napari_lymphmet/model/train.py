@@ -28,10 +28,11 @@ from .registry import bundled_models, resolve_model
 from .preprocess import _reinhard_fit
 from .dataset import CLASSES, PatchTable
 
-__all__ = ["TARGET_STEPS", "Phase", "TrainConfig", "TrainResult", "train", "training_phases"]
+__all__ = ["DEFAULT_TIME_LIMIT", "TARGET_STEPS", "Phase", "TrainConfig", "TrainResult", "train", "training_phases"]
 
 
 TARGET_STEPS = 6000  # optimizer steps a default run aims for (see TrainConfig.for_data)
+DEFAULT_TIME_LIMIT = 25.0  # minutes, the CLI's and the Train widget's: a default run ends within the half hour
 
 
 @dataclass(frozen=True)

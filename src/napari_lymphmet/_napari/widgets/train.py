@@ -23,6 +23,7 @@ class TrainWidget(PluginWidget):
 
     def __init__(self, napari_viewer: Viewer) -> None:
         from ...model import BACKBONES
+        from ...model.train import DEFAULT_TIME_LIMIT
 
         self._viewer = napari_viewer
         self._job: Job | None = None
@@ -33,7 +34,7 @@ class TrainWidget(PluginWidget):
         self.backbone = ComboBox(label="backbone", choices=list(BACKBONES), value="small-cnn")
         self.weights = LineEdit(label="weights", value="none")
         self.epochs = SpinBox(label="epochs", min=1, max=1000, value=10)
-        self.minutes = FloatSpinBox(label="time limit (min)", min=0, max=10_000, step=5, value=25)
+        self.minutes = FloatSpinBox(label="time limit (min)", min=0, max=10_000, step=5, value=DEFAULT_TIME_LIMIT)
         self.batch = SpinBox(label="batch size", min=1, max=1024, value=32)
         self.output = FileEdit(label="save model as", mode="w", filter="*.keras")
         self.train_button = PushButton(text="Train")
