@@ -119,3 +119,49 @@ def test_the_bundled_models_screening_threshold_keeps_97_percent_of_unseen_tumor
     scores = np.concatenate([predict_patches(runner, card, np.stack([imread(p) for p in tumor[i:i + 256]]))
                              for i in range(0, len(tumor), 256)])
     assert (scores >= card.screen_threshold).mean() >= 0.97 - 1e-3
+
+
+def test_two_bundled_models_join_into_one_ensemble_that_predicts_a_slide(tmp_path, capsys):
+    """`lymphmet ensemble`: one file, the sigmoid of the members' mean logit, in Keras and ONNX Runtime alike,
+    with thresholds from the validation patches, and predict takes it as any model."""
+    from napari_lymphmet.model import load_model, load_runner, predict_patches
+    from napari_lymphmet.synthetic import SynthSpec, write_synthetic_slide
+
+    val = write_patch_folder(tmp_path / "val", lambda label: [f"{label}{i}.png" for i in range(12)], size=96)
+    out = tmp_path / "pair.keras"
+    code, summary, err = run_main(capsys, "ensemble", DEFAULT_MODEL, "lymph-node-10x-rgb", "--val", str(val),
+                                  "-o", str(out))
+    assert code == 0, err
+    assert summary["members"] == [DEFAULT_MODEL, "lymph-node-10x-rgb"] and len(summary["members_validation"]) == 2
+    card = read_card(out)
+    assert (card.backbone, card.input_space, card.patch_mpp) == ("ensemble", "rgb", pytest.approx(0.972))
+    assert card.threshold == pytest.approx(summary["validation"]["threshold"])
+    assert 0 < card.screen_threshold <= card.threshold
+
+    from skimage.io import imread
+
+    patches = np.stack([imread(p) for p in sorted((val / "tumor").iterdir()) + sorted((val / "normal").iterdir())])
+    members = [predict_patches(*load_model(name), patches) for name in summary["members"]]
+    logit = np.mean([np.log(p) - np.log1p(-p) for p in np.clip(members, 1e-7, 1 - 1e-7)], axis=0)
+    expected = 1 / (1 + np.exp(-logit))
+    model, ens_card = load_model(out)  # safe mode: the ensemble's own layers are registered classes
+    np.testing.assert_allclose(predict_patches(model, ens_card, patches), expected, atol=1e-5)
+    runner, _ = load_runner(out)
+    assert runner.name == "onnx"
+    np.testing.assert_allclose(predict_patches(runner, ens_card, patches), expected, atol=1e-4)
+
+    slide = tmp_path / "node.tif"
+    write_synthetic_slide(slide, SynthSpec(width=2048, height=2048, seed=5, lesions=1, mpp=0.5))
+    code, summary, err = run_main(capsys, "predict", str(slide), "--model", str(out), "-o", str(tmp_path / "pred"))
+    assert code == 0, err
+    assert summary["slides"][0]["patches"] > 0 and (tmp_path / "pred" / "heatmap.tif").exists()
+
+
+def test_an_ensemble_of_models_that_read_different_patches_is_refused_in_one_line(tmp_path, capsys,
+                                                                                   synthetic_model):
+    val = write_patch_folder(tmp_path / "val", lambda label: [f"{label}{i}.png" for i in range(4)], size=96)
+    model, _slide = synthetic_model  # 64 px at 1 µm/px, the bundled model 96 px at 0.972
+    for argv in ([DEFAULT_MODEL], [DEFAULT_MODEL, str(model)]):
+        code, _, err = run_main(capsys, "ensemble", *argv, "--val", str(val), "-o", str(tmp_path / "e.keras"))
+        assert code == 2 and err.count("\n") == 1 and err.startswith("error:"), err
+    assert "same patches" in err and not (tmp_path / "e.keras").exists()

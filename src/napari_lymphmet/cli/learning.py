@@ -133,6 +133,23 @@ def _score(args: argparse.Namespace) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
 
 
+def _ensemble(args: argparse.Namespace) -> dict[str, Any]:
+    from ..model import read_patch_table
+
+    if len(args.models) < 2:
+        raise InputError("an ensemble needs at least two models")
+    output = Path(args.output)
+    if output.suffix != ".keras" or not output.parent.is_dir():
+        raise InputError(f"{output}: give a .keras file in an existing folder")
+    table = read_patch_table(args.val)  # bad patches are refused before TensorFlow loads
+    from ..model.ensemble import save_ensemble
+
+    card = save_ensemble(args.models, table, output).to_dict()
+    return {"model": str(output), "members": [m["model"] for m in card["training"]["members"]],
+            "threshold": card["threshold"], "validation": card["validation"],
+            "members_validation": [m["validation"] for m in card["training"]["members"]]}
+
+
 def _finetune(args: argparse.Namespace) -> dict[str, Any] | tuple[dict[str, Any], int]:
     from ..workflows import Corrections, FinetuneConfig, finetune
 

@@ -8,7 +8,7 @@ import math
 
 from .. import __version__
 from .slides import _annotations_convert, _annotations_rasterize, _info, _mask, _synth
-from .learning import _finetune, _models, _patches, _score, _train
+from .learning import _ensemble, _finetune, _models, _patches, _score, _train
 from .predict import _demo, _evaluate, _predict, _stage
 
 __all__ = ['build_parser']
@@ -197,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tta", dest="tta", action="store_false",
                    help="score each patch once, not as the mean over its 8 rotations and mirrorings")
     p.set_defaults(func=_score)
+
+    p = sub.add_parser("ensemble", parents=[common], help="join trained models into one (the mean of their logits)",
+                       description="Join two or more trained models into one .keras model that gives the sigmoid "
+                                   "of their mean logit, each member reading the patch in its own input space. "
+                                   "Its thresholds are measured on --val, patches from slides none of them "
+                                   "trained on.")
+    p.add_argument("models", nargs="+", metavar="MODEL", help=".keras files or bundled models' names (two or more)")
+    p.add_argument("--val", nargs="+", required=True, metavar="DIR",
+                   help="labelled patches (tumor/ and normal/, or patches.csv) for the thresholds")
+    p.add_argument("-o", "--output", required=True, help="the ensemble (.keras)")
+    p.set_defaults(func=_ensemble)
 
     p = sub.add_parser("finetune", parents=[common], help="fine-tune a model on a pathologist's corrections",
                        description="Fine-tune a model on corrections drawn on slides: tumor polygons, and not-tumor "

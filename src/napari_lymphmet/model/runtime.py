@@ -163,8 +163,11 @@ def export_onnx(model: Any, card: ModelCard, *, source_sha256: str = "") -> byte
         proto, _ = tf2onnx.convert.from_function(tf.function(lambda x: model(x, training=False)),
                                                  input_signature=signature, opset=_OPSET)
     onnx.helper.set_model_props(proto, {_SOURCE_KEY: source_sha256, _VERSION_KEY: _EXPORT_VERSION})
-    # Patches as the model sees them: standardised optical densities or RGB; a spread of values either way.
-    x = np.random.default_rng(0).normal(0.5, 0.5, (16, size, size, 3)).astype(np.float32)
+    # Patches as the model sees them: optical densities, or RGB in [0, 255] (where an ensemble takes
+    # the logarithm of its input, so no negative values).
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(0, 255, (16, size, size, 3)) if card.input_space == "rgb"
+         else rng.normal(0.5, 0.5, (16, size, size, 3))).astype(np.float32)
     expected = np.asarray(model(x, training=False))
     plain = proto.SerializeToString()
     fused = _fuse_patch_standardisation(proto)
