@@ -94,9 +94,11 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
             _Events.emit("plan", epochs=state["epochs"], planned=state["planned"],
                          epoch_seconds=round(state["epoch_seconds"], 1))
             if not args.quiet and not _Events.enabled:
-                print(f"\rtrain: {state['epochs']} of {state['planned']} epochs fit in {config.time_limit:g} min "
+                epochs, planned, longer = state["epochs"], state["planned"], state["epochs"] > state["planned"]
+                print(f"\rtrain: {epochs} epochs fit in {config.time_limit:g} min where {planned} were planned "
+                      if longer else f"\rtrain: {epochs} of {planned} epochs fit in {config.time_limit:g} min ",
                       f"(an epoch takes {state['epoch_seconds'] / 60:.1f} min); the learning rate follows the "
-                      f"shorter plan", file=sys.stderr, flush=True)
+                      f"{'longer' if longer else 'shorter'} plan", sep="", file=sys.stderr, flush=True)
         elif state.get("end_of_epoch"):
             _Events.emit("epoch", **{k: v for k, v in state.items() if k != "end_of_epoch"})
             if not args.quiet and not _Events.enabled:

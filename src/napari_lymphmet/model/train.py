@@ -33,6 +33,9 @@ __all__ = ["DEFAULT_TIME_LIMIT", "TARGET_STEPS", "Phase", "TrainConfig", "TrainR
 
 TARGET_STEPS = 6000  # optimizer steps a default run aims for (see TrainConfig.for_data)
 DEFAULT_TIME_LIMIT = 25.0  # minutes, the CLI's and the Train widget's: a default run ends within the half hour
+# A default run's epochs may grow to this many times the data's default where the time limit has room
+# (a fast host): longer cosine schedules kept gaining to their end (docs/models.md, the ablation).
+GROWTH = 3
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ class TrainConfig:
         - small-cnn's input: the patch size, at most 128 (upsampling adds only work);
         - epochs: about ``TARGET_STEPS`` optimizer steps, between 8 and 200
           epochs, so 39 patches and 20,000 both get a sensible run (a
-          ``time_limit`` may shorten them once the first epoch is timed).
+          ``time_limit`` may shorten them, or lengthen them up to
+          ``GROWTH`` times, once the first epoch is timed).
 
         Early stopping stays off unless ``patience`` is given: the learning
         rate follows a cosine to the end of the run, and the last, small
@@ -151,6 +155,7 @@ class _Plan:
     learning_rate: float
     deadline: float | None = None  # time.monotonic() by which the phase ends; None: no limit
     alpha: float = 0.05  # the floor, as a share of the starting rate
+    most: int | None = None  # the epochs the first refit may grow the plan to; None: it only shrinks
     step: int = 0
 
     def rate(self) -> float:
@@ -162,14 +167,20 @@ class _Plan:
         """After ``done`` epochs of ``epoch_seconds`` each (on average): keep the epochs the deadline has room
         for, never fewer than are done. It is called after every epoch, since a shared host can slow down.
 
-        Returns whether the plan shrank.
+        After the first epoch a plan with ``most`` also grows, up to ``most``
+        epochs, where the host is fast enough: the rate has barely moved
+        from its start by then, so the longer cosine is the one it would
+        have followed from the start. Later refits only shrink it.
+
+        Returns whether the plan changed.
         """
         if self.deadline is None or epoch_seconds <= 0:
             return False
         fits = done + max(0, int((self.deadline - now) // epoch_seconds))
-        shrank = fits < self.epochs
-        self.epochs = min(self.epochs, fits)
-        return shrank
+        before = self.epochs
+        self.epochs = min(self.most, fits) if self.most is not None and done == 1 else min(self.epochs, fits)
+        self.epochs = max(self.epochs, done)
+        return self.epochs != before
 
 
 class _Callback:
@@ -258,6 +269,8 @@ def train(
             raise InputError(f"the patches are at {train_table.mpp:g} µm/px but {parent_path.name} was trained at "
                              f"{parent_card.patch_mpp:g}; export patches at its resolution to fine-tune it")
         config = replace(config, backbone=parent_card.backbone, input_size=parent_card.input_size)
+    # Epochs from the data's default, a time limit and one phase: a fast host may use the limit for more.
+    may_grow = config.epochs is None and config.time_limit is not None and parent is None
     config = config.for_data(len(train_table), first)
     size = config.size
     keep = parent[1] if parent is not None else None  # what fine-tuning must not change
@@ -313,7 +326,8 @@ def train(
             now = time.monotonic()  # each phase gets its share of the time left, by its planned epochs
             plan = _Plan(phase.epochs, steps, phase.learning_rate,
                          deadline=None if deadline is None else now + (deadline - now) * phase.epochs
-                         / (phase.epochs + later))
+                         / (phase.epochs + later),
+                         most=GROWTH * phase.epochs if may_grow and len(phases) == 1 else None)
             # Cosine decay to a twentieth over the phase (see _Plan): big steps early, a settled model at the end.
             model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate), loss="binary_crossentropy",
                           metrics=[keras.metrics.AUC(name="auc"), "accuracy"])
@@ -323,9 +337,8 @@ def train(
             if has_val and config.patience:  # without validation the training loss is too noisy to stop on
                 callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
             # shuffle=False: the tf.data pipeline shuffles; Keras' own flag would only warn it is ignored.
-            fit = model.fit(train_ds, validation_data=val_ds, epochs=phase.epochs, class_weight=class_weight,
-                            verbose=0,
-                            callbacks=callbacks, shuffle=False)
+            fit = model.fit(train_ds, validation_data=val_ds, epochs=plan.most or phase.epochs,
+                            class_weight=class_weight, verbose=0, callbacks=callbacks, shuffle=False)
             epochs_run += len(fit.history.get("loss", []))
             best = save_best.best if np.isfinite(save_best.best) else best
         cancelled = cancel is not None and cancel.is_set()

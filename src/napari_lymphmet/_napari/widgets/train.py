@@ -115,15 +115,17 @@ class TrainWidget(PluginWidget):
         self._job = Job("Training", buttons=(self.train_button, self.cancel_button), report=self._warn,
                         status=self._progress_status)
 
-        plan: list[str] = []  # what the time limit left of the epochs asked for, when it cut them
+        plan: list[str] = []  # the epochs the time limit left or made room for, when they differ from the plan
 
         def on_event(event: dict) -> None:
             if event.get("event") == "epoch":
                 self._on_epoch(event)
             elif event.get("event") == "plan":
-                plan[:] = [f"{event['epochs']} of {event['planned']} fit in {float(self.minutes.value):g} min"]
+                fit, planned = event["epochs"], event["planned"]
+                plan[:] = [f"{fit} {'epochs' if fit > planned else f'of {planned}'} fit in "
+                           f"{float(self.minutes.value):g} min"]
                 self._report(f"{plan[0]} (an epoch takes {event['epoch_seconds']:.0f} s); the learning rate "
-                             f"follows the shorter plan")
+                             f"follows the {'longer' if fit > planned else 'shorter'} plan")
 
         def done(result) -> None:
             from ..settings import remember_model
