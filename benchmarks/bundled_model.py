@@ -8,8 +8,9 @@ mean and std) transfer for the whole set onto the real tumor_004 (Radboud)
 and tumor_073 (Utrecht) patches, random per-"slide" HED stain changes, and
 blur. It prints AUC, accuracy, sensitivity and specificity per condition,
 and the mean probability, to see calibration drift, in one process.
-Given several models, it scores each, then their ensemble (the mean of
-their logits, at its own Youden threshold on the patches as they are).
+Given several models, it scores each, then every ensemble of two or more
+of them (the mean of their logits, at its own Youden threshold on the
+patches as they are), as ``lymphmet ensemble`` would join them.
 
     python benchmarks/bundled_model.py [--model NAME_OR_FILE ...] [--limit N]
 """
@@ -17,6 +18,7 @@ their logits, at its own Youden threshold on the patches as they are).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -69,6 +71,7 @@ def main() -> None:
     logits = {}  # per model and condition, for the ensemble
     for name in args.model:
         model, card = load_model(name)
+        print(f"-- {name or 'the default'}", file=sys.stderr)
         rows = {}
         for condition, x in changed.items():
             scores = np.concatenate([predict_patches(model, card, x[i:i + 256]) for i in range(0, len(x), 256)])
@@ -76,13 +79,16 @@ def main() -> None:
             clipped = np.clip(scores, 1e-6, 1 - 1e-6)
             logits.setdefault(condition, []).append(np.log(clipped / (1 - clipped)))
         print(json.dumps({"model": str(name or "default"), "threshold": card.threshold, "conditions": rows}))
-    if len(args.model) > 1:
-        mean = {condition: np.mean(values, axis=0) for condition, values in logits.items()}
-        threshold = best_threshold(table.labels, mean["as is"])
-        rows = {condition: _report(condition, table.labels, 1 / (1 + np.exp(-z)), 1 / (1 + np.exp(-threshold)))
-                for condition, z in mean.items()}
-        print(json.dumps({"ensemble": [str(m) for m in args.model], "threshold": round(1 / (1 + np.exp(-threshold)), 4),
-                          "conditions": rows}))
+    for size in range(2, len(args.model) + 1):  # every ensemble of two or more of them
+        for members in itertools.combinations(range(len(args.model)), size):
+            names = [str(args.model[i]) for i in members]
+            print(f"-- ensemble of {', '.join(names)}", file=sys.stderr)
+            mean = {condition: np.mean([values[i] for i in members], axis=0) for condition, values in logits.items()}
+            threshold = best_threshold(table.labels, mean["as is"])
+            rows = {condition: _report(condition, table.labels, 1 / (1 + np.exp(-z)), 1 / (1 + np.exp(-threshold)))
+                    for condition, z in mean.items()}
+            print(json.dumps({"ensemble": names, "threshold": round(1 / (1 + np.exp(-threshold)), 4),
+                              "conditions": rows}))
 
 
 def _report(condition: str, labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
