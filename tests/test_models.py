@@ -129,10 +129,10 @@ def test_two_bundled_models_join_into_one_ensemble_that_predicts_a_slide(tmp_pat
 
     val = write_patch_folder(tmp_path / "val", lambda label: [f"{label}{i}.png" for i in range(12)], size=96)
     out = tmp_path / "pair.keras"
-    code, summary, err = run_main(capsys, "ensemble", DEFAULT_MODEL, "lymph-node-10x-rgb", "--val", str(val),
+    code, summary, err = run_main(capsys, "ensemble", DEFAULT_MODEL, "lymph-node-10x-hed", "--val", str(val),
                                   "-o", str(out))
     assert code == 0, err
-    assert summary["members"] == [DEFAULT_MODEL, "lymph-node-10x-rgb"] and len(summary["members_validation"]) == 2
+    assert summary["members"] == [DEFAULT_MODEL, "lymph-node-10x-hed"] and len(summary["members_validation"]) == 2
     card = read_card(out)
     assert (card.backbone, card.input_space, card.patch_mpp) == ("ensemble", "rgb", pytest.approx(0.972))
     assert card.threshold == pytest.approx(summary["validation"]["threshold"])

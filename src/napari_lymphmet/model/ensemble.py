@@ -160,7 +160,7 @@ def save_ensemble(models: Sequence[str], validation, output) -> ModelCard:
         card, threshold=threshold,
         validation={**binary_metrics(validation.labels, joint, threshold),
                     **screening_threshold(validation.labels, joint)},
-        training={"members": [{"model": str(name), "backbone": c.backbone, "input_space": c.input_space,
+        training={"members": [{"model": Path(name).name, "backbone": c.backbone, "input_space": c.input_space,
                                "threshold": c.threshold, "validation": metrics}
                               for name, (_, c), metrics in zip(models, members, own)],
                   "validation": validation.summary(), "rule": "sigmoid of the mean logit"})
