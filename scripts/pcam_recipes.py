@@ -13,11 +13,11 @@ a rerun of the same command resumes after the last finished epoch. One JSON
 line per epoch goes to ``log.jsonl`` there (loss, validation AUC and
 accuracy at Youden's threshold, seconds); ``result.json`` holds the best
 epoch scored once and with the 8 dihedral views averaged, and ``best.keras``
-is that epoch's model with a napari-lymphmet card (``--install`` copies it
-into the package as the bundled ``lymph-node-10x``, gives it its screening
-threshold and writes its ONNX export: ``python scripts/pcam_recipes.py hed
---install`` is how the bundled model was made: 16 epochs of about 5 minutes
-each on 2 idle cores, 4.6 hours as it ran, beside other work, over sessions).
+is that epoch's model with a napari-lymphmet card (``--install NAME`` copies it
+into the package as the bundled model NAME, gives it its screening
+threshold and writes its ONNX export: ``python scripts/pcam_recipes.py rgb-std
+--install lymph-node-10x-fast`` made the default's first member, 16 epochs
+of about 80 s each on 2026-12-07's second host, 23 minutes; docs/models.md).
 """
 
 from __future__ import annotations
@@ -296,17 +296,18 @@ def main() -> None:
     # Ignored by git, beside the checkout: checkpoints outlive a session, never enter a commit.
     parser.add_argument("--work", type=Path, default=ROOT / ".recipes")
     parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs (a quick look)")
-    parser.add_argument("--install", action="store_true", help="copy the last recipe's best.keras into the package")
+    parser.add_argument("--install", metavar="NAME", default=None,
+                        help="copy the last recipe's best.keras into the package as this bundled model")
     args = parser.parse_args()
     for name in args.recipes:
         recipe = RECIPES[name] if args.epochs is None else replace(RECIPES[name], epochs=args.epochs)
         result = run(name, recipe, args.data, args.work)
         print(json.dumps(result), flush=True)
     if args.install:
-        target = ROOT / "src" / "napari_lymphmet" / "models" / "lymph-node-10x.keras"
+        target = ROOT / "src" / "napari_lymphmet" / "models" / f"{args.install}.keras"
         shutil.copyfile(args.work / args.recipes[-1] / "best.keras", target)
         # The screening threshold comes from the same validation scores; calibrating also writes the ONNX export.
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "calibrate_screening.py"), "lymph-node-10x",
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "calibrate_screening.py"), args.install,
                         str(args.data / "valid")], check=True)
         print(f"installed {target}", file=sys.stderr)
 

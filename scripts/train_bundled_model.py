@@ -8,7 +8,7 @@ recipe's defaults only (no tuning flags: 25 minutes, the epochs fitted to them
 on the first one's pace), then scores it on ``valid/`` with and
 without test-time augmentation and prints one JSON object with the figures and
 the time. It made the bundled ``lymph-node-10x`` until 2026-12-07; today's comes
-from ``scripts/pcam_recipes.py hed hed-blur --install`` (docs/models.md is its
+from ``scripts/pcam_recipes.py hed hed-blur --install lymph-node-10x-hed`` (docs/models.md is its
 card). ``--install`` copies this script's model into the package in its place.
 """
 

@@ -26,7 +26,7 @@ def test_the_default_model_ships_with_the_package_and_is_listed():
     listing = json.loads(done.stdout.strip().splitlines()[-1])
     assert listing["default"] == DEFAULT_MODEL
     (entry,) = [m for m in listing["models"] if m["name"] == DEFAULT_MODEL]
-    assert entry["backbone"] == "small-cnn" and entry["patch_mpp"] == pytest.approx(0.972)
+    assert entry["backbone"] == "ensemble" and entry["patch_mpp"] == pytest.approx(0.972)
     assert entry["patch_size"] == 96 and 0 < entry["threshold"] < 1 and entry["validation"]["auc"] > 0.9
     assert "tensorflow" not in done.stderr.lower()  # listing reads the cards, not the networks
 
@@ -129,10 +129,11 @@ def test_two_bundled_models_join_into_one_ensemble_that_predicts_a_slide(tmp_pat
 
     val = write_patch_folder(tmp_path / "val", lambda label: [f"{label}{i}.png" for i in range(12)], size=96)
     out = tmp_path / "pair.keras"
-    code, summary, err = run_main(capsys, "ensemble", DEFAULT_MODEL, "lymph-node-10x-hed", "--val", str(val),
-                                  "-o", str(out))
+    code, summary, err = run_main(capsys, "ensemble", "lymph-node-10x-fast", "lymph-node-10x-hed", "--val",
+                                  str(val), "-o", str(out))
     assert code == 0, err
-    assert summary["members"] == [DEFAULT_MODEL, "lymph-node-10x-hed"] and len(summary["members_validation"]) == 2
+    assert summary["members"] == ["lymph-node-10x-fast", "lymph-node-10x-hed"]
+    assert len(summary["members_validation"]) == 2
     card = read_card(out)
     assert (card.backbone, card.input_space, card.patch_mpp) == ("ensemble", "rgb", pytest.approx(0.972))
     assert card.threshold == pytest.approx(summary["validation"]["threshold"])

@@ -8,12 +8,15 @@ import sys
 
 from ..errors import InputError
 
-__all__ = ['BACKBONES', 'DEFAULT_INPUT', 'FROM_SCRATCH', 'build_model']
+__all__ = ['BACKBONES', 'DEFAULT_INPUT', 'ENSEMBLE_BACKBONE', 'FROM_SCRATCH', 'build_model']
 
 BACKBONES = ("efficientnetb0", "mobilenetv3small", "small-cnn", "p4m-cnn")
 DEFAULT_INPUT = {"efficientnetb0": 224, "mobilenetv3small": 224, "small-cnn": 128, "p4m-cnn": 96}
 # Networks built here from scratch, read as HED optical densities standardised per patch.
 FROM_SCRATCH = ("small-cnn", "p4m-cnn")
+# What a ``lymphmet ensemble`` model's card names as its backbone: made by joining trained models, not built
+# here; training can only fine-tune one (``--weights``).
+ENSEMBLE_BACKBONE = "ensemble"
 
 
 # -- building -----------------------------------------------------------------

@@ -18,12 +18,11 @@ from collections.abc import Sequence
 
 from ..errors import InputError
 from ._tensorflow import import_keras
+from .architectures import ENSEMBLE_BACKBONE
 from .card import ModelCard
 from .preprocess import HED_FROM_RGB
 
-__all__ = ["ENSEMBLE_BACKBONE", "MeanLogit", "OpticalDensity", "build_ensemble"]
-
-ENSEMBLE_BACKBONE = "ensemble"
+__all__ = ["ENSEMBLE_BACKBONE", "MeanLogit", "OpticalDensity", "build_ensemble", "save_ensemble"]
 
 keras = import_keras()
 

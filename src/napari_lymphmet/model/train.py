@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .architectures import BACKBONES, DEFAULT_INPUT, FROM_SCRATCH, _set_trainable, build_model
+from .architectures import BACKBONES, DEFAULT_INPUT, ENSEMBLE_BACKBONE, FROM_SCRATCH, _set_trainable, build_model
 from .card import ModelCard, read_card
 from .data import _image_size, make_dataset
 from ..errors import InputError
@@ -60,7 +60,10 @@ class TrainConfig:
     patch_mpp: float | None = None  # mpp of the training patches, when the data does not say
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
+        if self.backbone == ENSEMBLE_BACKBONE and self.weights in ("none", "imagenet"):
+            raise InputError("an ensemble is made by `lymphmet ensemble` from trained models; to fine-tune one, "
+                             "give it as --weights")
+        if self.backbone not in (*BACKBONES, ENSEMBLE_BACKBONE):
             raise InputError(f"unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}")
         if self.stain_norm not in ("none", "reinhard"):
             raise InputError(f"stain normalisation must be none or reinhard, got {self.stain_norm!r}")
