@@ -94,9 +94,9 @@ def test_a_time_limit_shortens_the_run_and_says_so(synthetic_patches, tmp_path, 
 
 
 def test_the_learning_rate_reaches_its_floor_at_the_end_of_a_shortened_plan():
-    from napari_lymphmet.model.train import _Plan
+    from napari_lymphmet.model.schedule import Plan
 
-    plan = _Plan(epochs=10, steps_per_epoch=100, learning_rate=1e-3, deadline=1000.0)
+    plan = Plan(epochs=10, steps_per_epoch=100, learning_rate=1e-3, deadline=1000.0)
     assert plan.rate() == pytest.approx(1e-3)
     assert not plan.refit(50.0, now=100.0) and plan.epochs == 10  # 19 more would fit: the plan stands
     assert plan.refit(300.0, now=100.0) and plan.epochs == 4  # three more fit in the 900 s left
@@ -106,21 +106,21 @@ def test_the_learning_rate_reaches_its_floor_at_the_end_of_a_shortened_plan():
     assert plan.rate() == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))  # half way through the shortened plan
     plan.step = 300
     assert plan.rate() == pytest.approx(5e-5)
-    assert not _Plan(epochs=3, steps_per_epoch=5, learning_rate=1e-3).refit(1e6, now=0.0)  # no deadline
+    assert not Plan(epochs=3, steps_per_epoch=5, learning_rate=1e-3).refit(1e6, now=0.0)  # no deadline
 
 
 def test_a_fast_host_grows_a_default_plan_after_its_first_epoch_only():
-    from napari_lymphmet.model.train import _Plan
+    from napari_lymphmet.model.schedule import Plan
 
-    plan = _Plan(epochs=10, steps_per_epoch=100, learning_rate=1e-3, deadline=1000.0, most=30)
+    plan = Plan(epochs=10, steps_per_epoch=100, learning_rate=1e-3, deadline=1000.0, most=30)
     assert plan.refit(40.0, now=40.0) and plan.epochs == 25  # 24 more fit in the 960 s left
     assert not plan.refit(20.0, now=60.0, done=2) and plan.epochs == 25  # later refits never grow it
     assert plan.refit(60.0, now=120.0, done=2) and plan.epochs == 16  # but shrink it when the host slows (14 more)
-    plan = _Plan(epochs=10, steps_per_epoch=100, learning_rate=1e-3, deadline=1000.0, most=30)
+    plan = Plan(epochs=10, steps_per_epoch=100, learning_rate=1e-3, deadline=1000.0, most=30)
     assert plan.refit(1.0, now=1.0) and plan.epochs == 30  # never past ``most``
     plan.step = 1500
     assert plan.rate() == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))  # half way through the longer plan
-    plan = _Plan(epochs=10, steps_per_epoch=100, learning_rate=1e-3, deadline=1000.0)
+    plan = Plan(epochs=10, steps_per_epoch=100, learning_rate=1e-3, deadline=1000.0)
     assert not plan.refit(1.0, now=1.0) and plan.epochs == 10  # without ``most`` (epochs given): as planned
 
 

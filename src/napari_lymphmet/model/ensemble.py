@@ -8,8 +8,8 @@ each member's input space inside it, so everything downstream (the ONNX
 export, ``predict``, test-time augmentation, the screening threshold,
 ``finetune``) treats it as any other model, in one pass a batch.
 
-Everything here is a registered Keras class, so an ensemble loads in safe
-mode.
+Its layers (:mod:`.ensemble_layers`) are registered Keras classes, so an
+ensemble loads in safe mode.
 """
 
 from __future__ import annotations
@@ -20,39 +20,11 @@ from ..errors import InputError
 from ._tensorflow import import_keras
 from .architectures import ENSEMBLE_BACKBONE
 from .card import ModelCard
-from .preprocess import HED_FROM_RGB
+from .ensemble_layers import MeanLogit, OpticalDensity
 
 __all__ = ["ENSEMBLE_BACKBONE", "MeanLogit", "OpticalDensity", "build_ensemble", "save_ensemble"]
 
 keras = import_keras()
-
-
-@keras.saving.register_keras_serializable(package="lymphmet")
-class OpticalDensity(keras.layers.Layer):
-    """``(N, h, w, 3)`` RGB in [0, 255] to haematoxylin/eosin/DAB optical densities, as ``prepare_batch``
-    gives a model whose card says ``input_space: hed``."""
-
-    def call(self, rgb):
-        ops = keras.ops
-        density = -ops.log((ops.cast(rgb, "float32") + 1.0) / 256.0)
-        return ops.matmul(density, ops.convert_to_tensor(HED_FROM_RGB))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-@keras.saving.register_keras_serializable(package="lymphmet")
-class MeanLogit(keras.layers.Layer):
-    """The sigmoid of the mean logit of several ``(N, 1)`` probabilities."""
-
-    def call(self, probabilities):
-        ops = keras.ops
-        eps = 1e-7
-        logits = [ops.log(ops.clip(p, eps, 1 - eps)) - ops.log(ops.clip(1 - p, eps, 1 - eps)) for p in probabilities]
-        return ops.sigmoid(sum(logits) / len(logits))
-
-    def compute_output_shape(self, input_shapes):
-        return input_shapes[0]
 
 
 def build_ensemble(members: Sequence[tuple[object, ModelCard]], *, name: str = "lymphmet_ensemble"):

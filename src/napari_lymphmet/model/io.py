@@ -59,7 +59,7 @@ def load_model(path: str | os.PathLike):
     path = resolve_model(path)
     card = read_card(path)  # a bad card is refused before TensorFlow's seconds of import
     keras = import_keras()
-    from . import ensemble, equivariant  # noqa: F401  (register their layers, so safe mode can rebuild them)
+    from . import ensemble_layers, equivariant  # noqa: F401  (register their layers, so safe mode can rebuild them)
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except ValueError as exc:

@@ -8,7 +8,6 @@ validation data, a training data summary and the validation metrics."""
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -27,6 +26,7 @@ from .io import save_model
 from .registry import bundled_models, resolve_model
 from .preprocess import _reinhard_fit
 from .dataset import CLASSES, PatchTable
+from .schedule import Plan
 
 __all__ = ["DEFAULT_TIME_LIMIT", "TARGET_STEPS", "Phase", "TrainConfig", "TrainResult", "train", "training_phases"]
 
@@ -55,7 +55,7 @@ class TrainConfig:
     blur_sigma: float = 1.0  # largest Gaussian blur, in input pixels (scanner focus)
     stain_norm: str = "none"  # "none" or "reinhard"
     patience: int | None = None  # epochs without a better validation AUC before stopping; default: never stop early
-    time_limit: float | None = None  # minutes the run may take; the epochs are fitted to it (see _Plan)
+    time_limit: float | None = None  # minutes the run may take; the epochs are fitted to it (see schedule.Plan)
     fine_tune_fraction: float = 0.3  # of the backbone's layers unfrozen in phase 2
     patch_mpp: float | None = None  # mpp of the training patches, when the data does not say
 
@@ -142,55 +142,11 @@ class TrainResult:
 
 
 # -- training -------------------------------------------------------------------
-@dataclass
-class _Plan:
-    """One phase's length and its cosine learning rate, refitted to a deadline once an epoch is timed.
-
-    Keras's ``CosineDecay`` fixes its length when the model is compiled;
-    this plan can shorten after the first epoch shows what an epoch costs
-    on this machine, so the rate still comes down to its floor at the
-    (earlier) end. Hosts sold as "2 cores" differ 2.5-fold in speed: a
-    fixed epoch count cannot promise a time, a measured one can.
-    """
-
-    epochs: int
-    steps_per_epoch: int
-    learning_rate: float
-    deadline: float | None = None  # time.monotonic() by which the phase ends; None: no limit
-    alpha: float = 0.05  # the floor, as a share of the starting rate
-    most: int | None = None  # the epochs the first refit may grow the plan to; None: it only shrinks
-    step: int = 0
-
-    def rate(self) -> float:
-        """The learning rate for the next step: a cosine from the starting rate to ``alpha`` of it."""
-        progress = min(1.0, self.step / max(1, self.epochs * self.steps_per_epoch))
-        return self.learning_rate * (self.alpha + (1 - self.alpha) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    def refit(self, epoch_seconds: float, now: float, *, done: int = 1) -> bool:
-        """After ``done`` epochs of ``epoch_seconds`` each (on average): keep the epochs the deadline has room
-        for, never fewer than are done. It is called after every epoch, since a shared host can slow down.
-
-        After the first epoch a plan with ``most`` also grows, up to ``most``
-        epochs, where the host is fast enough: the rate has barely moved
-        from its start by then, so the longer cosine is the one it would
-        have followed from the start. Later refits only shrink it.
-
-        Returns whether the plan changed.
-        """
-        if self.deadline is None or epoch_seconds <= 0:
-            return False
-        fits = done + max(0, int((self.deadline - now) // epoch_seconds))
-        before = self.epochs
-        self.epochs = min(self.most, fits) if self.most is not None and done == 1 else min(self.epochs, fits)
-        self.epochs = max(self.epochs, done)
-        return self.epochs != before
-
-
 class _Callback:
     """Progress, cancel, history and the learning-rate plan for ``model.fit`` (made a Keras callback lazily)."""
 
     @staticmethod
-    def make(progress, cancel, history, plan: _Plan, epoch_offset: int, epochs_after: int):
+    def make(progress, cancel, history, plan: Plan, epoch_offset: int, epochs_after: int):
         from ._tensorflow import import_keras
 
         keras = import_keras()
@@ -327,11 +283,11 @@ def train(
                 _set_trainable(model.get_layer("backbone"), phase.unfreeze, config.fine_tune_fraction)
             later = sum(p.epochs for p in phases[i + 1:])
             now = time.monotonic()  # each phase gets its share of the time left, by its planned epochs
-            plan = _Plan(phase.epochs, steps, phase.learning_rate,
+            plan = Plan(phase.epochs, steps, phase.learning_rate,
                          deadline=None if deadline is None else now + (deadline - now) * phase.epochs
                          / (phase.epochs + later),
                          most=GROWTH * phase.epochs if may_grow and len(phases) == 1 else None)
-            # Cosine decay to a twentieth over the phase (see _Plan): big steps early, a settled model at the end.
+            # Cosine decay to a twentieth over the phase (schedule.Plan): big steps early, a settled model at the end.
             model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate), loss="binary_crossentropy",
                           metrics=[keras.metrics.AUC(name="auc"), "accuracy"])
             save_best = keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, mode=mode, save_best_only=True,
