@@ -210,6 +210,7 @@ def train(
     from ._tensorflow import import_keras
 
     keras = import_keras()
+    from . import ensemble_layers, equivariant  # noqa: F401  (a parent or checkpoint may be made of them)
 
     output = Path(output)
     if output.suffix != ".keras":
