@@ -57,6 +57,9 @@ class Recipe:
     start: str | None = None  # continue from this recipe's best epoch (a fine-tune) instead of fresh weights
     stem_stride: int = 1  # 2: the first convolution strides instead of pooling (small-cnn's stem since 2026-12-07)
     standardise: bool = False  # RGB input standardised per patch and channel, as HED input always is
+    teacher: str | None = None  # distil: a bundled model (or file) whose 8-view mean on each train/ patch ...
+    teacher_weight: float = 0.0  # ... makes this share of the target, the hard label the rest
+    ema: float = 0.0  # validate and keep an exponential moving average of the weights (0: off; e.g. 0.998)
 
 
 RECIPES = {
@@ -72,6 +75,11 @@ RECIPES = {
     # "rgb-robust" still collapsed on Utrecht's stain (AUC 0.737), so the jitter is not what makes the HED
     # model robust: its per-patch standardisation is. The same on RGB.
     "rgb-std": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True),
+    # One network with the pair's figures at one network's speed: rgb-std's network and recipe, its targets
+    # half the hard label and half the default pair's 8-view mean on the same patch (distillation; the
+    # teacher's view of PCam's noisy centre-32-px labels), validated on a moving average of its weights.
+    "rgb-std-distil": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x",
+                             teacher_weight=0.5, ema=0.998),
     "hed": Recipe(input_space="hed"),
     "rgb-wide": Recipe(filters=(32, 64, 96, 128, 192)),
     "rgb-deep": Recipe(convs_per_block=2, filters=(24, 32, 48, 64, 96)),
@@ -103,6 +111,32 @@ def cached_split(folder: Path, cache: Path) -> tuple[np.ndarray, np.ndarray]:
         np.savez(file, images=images, labels=labels)
     data = np.load(file)
     return data["images"], data["labels"]
+
+
+def teacher_scores(teacher: str, images: np.ndarray, cache: Path) -> np.ndarray:
+    """``(N,)`` the teacher's probability for each patch, the mean over its 8 dihedral views, cached by the
+    teacher file's SHA-256 (ONNX Runtime where it can, as ``lymphmet predict`` runs it)."""
+    import hashlib
+
+    from napari_lymphmet.model.preprocess import prepare_batch
+    from napari_lymphmet.model.registry import resolve_model
+    from napari_lymphmet.model.runtime import load_runner
+
+    path = resolve_model(teacher)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    file = cache / f"teacher-{path.stem}-{sha}-{len(images)}.npy"
+    if file.exists():
+        return np.load(file)
+    runner, card = load_runner(path)
+    out = np.zeros(len(images))
+    for start in range(0, len(images), 256):
+        chunk = images[start:start + 256]
+        for k in range(8):
+            out[start:start + 256] += np.asarray(runner(prepare_batch(dihedral(chunk, np.full(len(chunk), k)),
+                                                                      card))).ravel()
+    out /= 8
+    np.save(file, out)
+    return out
 
 
 def dihedral(batch: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -231,6 +265,11 @@ def run(name: str, recipe: Recipe, data: Path, work: Path) -> dict:
         model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay),
                       loss="binary_crossentropy")
     class_weight = len(train_y) / (2 * np.bincount(train_y.astype(int)))
+    target_y = train_y
+    if recipe.teacher:
+        soft = teacher_scores(recipe.teacher, train_x, work / "cache")
+        target_y = ((1 - recipe.teacher_weight) * train_y + recipe.teacher_weight * soft).astype(np.float32)
+    ema = _MovingAverage(model, recipe.ema, folder / "ema.npz") if recipe.ema else None
     for epoch in range(len(done), recipe.epochs):
         start = time.monotonic()
         rng = np.random.default_rng(1000 + epoch)
@@ -239,15 +278,24 @@ def run(name: str, recipe: Recipe, data: Path, work: Path) -> dict:
         for step in range(steps):
             pick = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
             x = model_input(augment(train_x[pick], rng, recipe), recipe)
-            y = train_y[pick]
-            losses.append(float(model.train_on_batch(x, y, sample_weight=class_weight[y.astype(int)])))
+            weight = class_weight[train_y[pick].astype(int)]
+            losses.append(float(model.train_on_batch(x, target_y[pick], sample_weight=weight)))
+            if ema:
+                ema.update()
+        if ema:
+            ema.swap()  # validate (and keep) the averaged weights; the optimizer's stay in last.keras
+            model.save(folder / "average.keras")
         scores = predict(model, val_x, recipe)
         row = {"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 4), **metrics(val_y, scores),
                "seconds": round(time.monotonic() - start, 1)}
+        kept = folder / ("average.keras" if ema else "last.keras")
+        if ema:
+            ema.swap()
+            ema.save()
         model.save(folder / "last.tmp.keras")
         os.replace(folder / "last.tmp.keras", folder / "last.keras")
         if not done or row["auc"] > max(r["auc"] for r in done):
-            shutil.copyfile(folder / "last.keras", folder / "best-weights.keras")
+            shutil.copyfile(kept, folder / "best-weights.keras")
         done.append(row)
         with log.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -264,6 +312,36 @@ def run(name: str, recipe: Recipe, data: Path, work: Path) -> dict:
     _save_with_card(model, recipe, result, folder / "best.keras", threshold=result["valid_once"]["threshold"])
     (folder / "result.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+class _MovingAverage:
+    """An exponential moving average of a model's trainable weights, kept in numpy beside the checkpoint."""
+
+    def __init__(self, model, decay: float, file: Path) -> None:
+        self.model, self.decay, self.file = model, decay, file
+        self.weights = model.trainable_weights
+        if file.exists():
+            stored = np.load(file)
+            self.average = [stored[f"w{i}"] for i in range(len(self.weights))]
+        else:
+            self.average = [np.array(w.numpy()) for w in self.weights]
+
+    def update(self) -> None:
+        for a, w in zip(self.average, self.weights):
+            a *= self.decay
+            a += (1 - self.decay) * w.numpy()
+
+    def swap(self) -> None:
+        """Exchange the model's weights and the average (twice: as before)."""
+        for i, w in enumerate(self.weights):
+            current = np.array(w.numpy())
+            w.assign(self.average[i])
+            self.average[i] = current
+
+    def save(self) -> None:
+        tmp = self.file.with_suffix(".tmp.npz")
+        np.savez(tmp, **{f"w{i}": a for i, a in enumerate(self.average)})
+        os.replace(tmp, self.file)
 
 
 def _patches_per_second(model, images: np.ndarray, recipe: Recipe) -> float:
