@@ -60,6 +60,7 @@ class Recipe:
     teacher: str | None = None  # distil: a bundled model (or file) whose 8-view mean on each train/ patch ...
     teacher_weight: float = 0.0  # ... makes this share of the target, the hard label the rest
     ema: float = 0.0  # validate and keep an exponential moving average of the weights (0: off; e.g. 0.998)
+    centre: bool = False  # the head also reads the last feature map's centre cell (the labelled 32 px)
 
 
 RECIPES = {
@@ -80,6 +81,10 @@ RECIPES = {
     # teacher's view of PCam's noisy centre-32-px labels), validated on a moving average of its weights.
     "rgb-std-distil": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x",
                              teacher_weight=0.5, ema=0.998),
+    # A PCam label says whether the central 32 × 32 px hold tumor, yet global average pooling weighs the
+    # whole 96 px alike. The last feature map is 3 × 3 cells, its centre cell the labelled centre: the head
+    # reads it beside the mean (its receptive field still spans the context).
+    "rgb-std-centre": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, centre=True),
     "hed": Recipe(input_space="hed"),
     "rgb-wide": Recipe(filters=(32, 64, 96, 128, 192)),
     "rgb-deep": Recipe(convs_per_block=2, filters=(24, 32, 48, 64, 96)),
@@ -213,8 +218,13 @@ def build(recipe: Recipe, size: int = 96):
             x = layers.ReLU()(x)
         if i or recipe.stem_stride == 1:
             x = layers.MaxPooling2D()(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(recipe.dropout)(x)
+    pooled = layers.GlobalAveragePooling2D()(x)
+    if recipe.centre:
+        height, width = x.shape[1], x.shape[2]
+        crop = ((height - max(height // 3, 1)) // 2, (width - max(width // 3, 1)) // 2)
+        centre = layers.GlobalAveragePooling2D(name="centre_pool")(layers.Cropping2D(crop, name="centre")(x))
+        pooled = layers.Concatenate(name="mean_and_centre")([pooled, centre])
+    x = layers.Dropout(recipe.dropout)(pooled)
     outputs = layers.Dense(1, activation="sigmoid", name="tumor")(x)
     return keras.Model(inputs, outputs, name="lymphmet_small_cnn")
 
