@@ -85,6 +85,8 @@ RECIPES = {
     # whole 96 px alike. The last feature map is 3 × 3 cells, its centre cell the labelled centre: the head
     # reads it beside the mean (its receptive field still spans the context).
     "rgb-std-centre": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, centre=True),
+    "rgb-std-distil-centre": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x",
+                                    teacher_weight=0.5, ema=0.998, centre=True),
     "hed": Recipe(input_space="hed"),
     "rgb-wide": Recipe(filters=(32, 64, 96, 128, 192)),
     "rgb-deep": Recipe(convs_per_block=2, filters=(24, 32, 48, 64, 96)),

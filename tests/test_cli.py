@@ -103,6 +103,7 @@ def test_progress_lines_end_with_a_newline_off_a_terminal(tmp_path):
     ("predict", "{slide}", "-o", "{tmp}/o", "--threshold", "nan"),
     ("predict", "{slide}", "-o", "{tmp}/o", "--workers", "0"),
     ("train", "{tmp}", "-o", "{tmp}/m.keras", "--learning-rate", "0"),
+    ("train", "{tmp}", "-o", "{tmp}/m.keras", "--ema", "1"),
 ])
 def test_bad_numbers_are_refused_in_one_line_before_anything_runs(tmp_path, small_synthetic, args):
     result = run_cli(*[a.format(slide=small_synthetic, tmp=tmp_path) for a in args])

@@ -124,6 +124,14 @@ def test_a_fast_host_grows_a_default_plan_after_its_first_epoch_only():
     assert not plan.refit(1.0, now=1.0) and plan.epochs == 10  # without ``most`` (epochs given): as planned
 
 
+def test_the_weight_average_spans_at_most_a_quarter_of_a_phase():
+    from napari_lymphmet.model.train import _average_momentum
+
+    assert _average_momentum(0.998, 9000) == 0.998  # a default PCam run: about 500 steps, under 2 of 15 epochs
+    assert _average_momentum(0.998, 60) == pytest.approx(1 - 4 / 60)  # a short run: the last 15 steps
+    assert _average_momentum(0.998, 4) == 0.0 and _average_momentum(0.0, 9000) == 0.0  # too short; off
+
+
 def test_model_file_reloads_in_a_fresh_process_with_metadata(synthetic_patches, tmp_path):
     from napari_lymphmet.model import TrainConfig, train
 

@@ -69,7 +69,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
     config = TrainConfig(backbone=args.backbone, weights=args.weights, input_size=args.input_size,
                          epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          seed=args.seed, augment=not args.no_augment, stain_norm=args.stain_norm,
-                         patience=args.patience, patch_mpp=args.patch_mpp,
+                         patience=args.patience, patch_mpp=args.patch_mpp, ema=args.ema,
                          time_limit=_time_limit(args.time_limit, args.epochs))
     table = read_patch_table(args.data)
     if args.val:

@@ -58,6 +58,9 @@ class TrainConfig:
     time_limit: float | None = None  # minutes the run may take; the epochs are fitted to it (see schedule.Plan)
     fine_tune_fraction: float = 0.3  # of the backbone's layers unfrozen in phase 2
     patch_mpp: float | None = None  # mpp of the training patches, when the data does not say
+    # Validate, keep and save a moving average of the weights (Polyak averaging), not the last step's: an
+    # epoch's weights are noisy on other slides (docs/models.md). 0: off. Not when fine-tuning a model.
+    ema: float = 0.998
 
     def __post_init__(self) -> None:
         if self.backbone == ENSEMBLE_BACKBONE and self.weights in ("none", "imagenet"):
@@ -69,6 +72,8 @@ class TrainConfig:
             raise InputError(f"stain normalisation must be none or reinhard, got {self.stain_norm!r}")
         if (self.epochs is not None and self.epochs < 1) or self.batch_size < 1:
             raise InputError("epochs and batch size must be at least 1")
+        if not 0 <= self.ema < 1:
+            raise InputError(f"the weight average's momentum must be within [0, 1), got {self.ema}")
         if self.time_limit is not None and not self.time_limit > 0:
             raise InputError(f"the time limit must be a positive number of minutes, got {self.time_limit}")
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file() \
@@ -288,12 +293,17 @@ def train(
                          deadline=None if deadline is None else now + (deadline - now) * phase.epochs
                          / (phase.epochs + later),
                          most=GROWTH * phase.epochs if may_grow and len(phases) == 1 else None)
+            momentum = _average_momentum(config.ema, steps * phase.epochs) if parent is None else 0.0
             # Cosine decay to a twentieth over the phase (schedule.Plan): big steps early, a settled model at the end.
-            model.compile(optimizer=keras.optimizers.Adam(phase.learning_rate), loss="binary_crossentropy",
+            optimizer = (keras.optimizers.Adam(phase.learning_rate, use_ema=True, ema_momentum=momentum)
+                         if momentum else keras.optimizers.Adam(phase.learning_rate))
+            model.compile(optimizer=optimizer, loss="binary_crossentropy",
                           metrics=[keras.metrics.AUC(name="auc"), "accuracy"])
             save_best = keras.callbacks.ModelCheckpoint(checkpoint, monitor=monitor, mode=mode, save_best_only=True,
                                                         initial_value_threshold=best)
             callbacks = [save_best, _Callback.make(progress, cancel, history, plan, epochs_run, later)]
+            if momentum:  # the average in the model for validation and the checkpoint, the raw weights to train
+                callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
             if has_val and config.patience:  # without validation the training loss is too noisy to stop on
                 callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
             # shuffle=False: the tf.data pipeline shuffles; Keras' own flag would only warn it is ignored.
@@ -323,6 +333,14 @@ def train(
     finally:
         checkpoint.unlink(missing_ok=True)
     return TrainResult(output, card, history, epochs_run, time.monotonic() - start, cancelled)
+
+
+def _average_momentum(momentum: float, steps: int) -> float:
+    """The weight average's momentum for a phase of ``steps`` optimizer steps: as configured, but averaging
+    over at most a quarter of the phase (a short run would otherwise validate weights it began with)."""
+    if momentum <= 0 or steps < 8:
+        return 0.0
+    return min(momentum, 1 - 4 / steps)
 
 
 def _recalibrate_batchnorm(model, table: PatchTable, card: ModelCard, *, limit: int = 2048,
