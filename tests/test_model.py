@@ -72,7 +72,7 @@ def test_small_cnn_separates_a_held_out_synthetic_slide(synthetic_patches, tmp_p
     out = tmp_path / "synth.keras"
     code, summary, err = run_main(
         capsys, "train", str(synthetic_patches["train"]), "-o", str(out), "--backbone", "small-cnn",
-        "--weights", "none", "--epochs", "6", "--batch-size", "32", "--input-size", "64")
+        "--weights", "none", "--epochs", "6", "--batch-size", "32", "--input-size", "64", "--ema", "0.95")
     assert code == 0, err
     assert summary["epochs_run"] >= 1 and summary["train"]["tumor"] > 20
     code, scored, err = run_main(capsys, "score", str(out), str(synthetic_patches["test"]))

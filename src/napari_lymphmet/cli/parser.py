@@ -185,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=NON_NEGATIVE, default=None, metavar="MINUTES",
                    help="fit the epochs into this many minutes, as each epoch is timed (default: 25 unless "
                         "--epochs is given; 0: no limit)")
-    p.add_argument("--ema", type=_number(float, 0, 1, high_open=True), default=0.998, metavar="MOMENTUM",
-                   help="validate and save a moving average of the weights with this momentum, not the last "
-                        "step's (default 0.998; 0: off; not when fine-tuning a model)")
+    p.add_argument("--ema", type=_number(float, 0, 1, high_open=True), default=0.0, metavar="MOMENTUM",
+                   help="validate and save a moving average of the weights with this momentum (e.g. 0.998), not "
+                        "the last step's (default 0: off; not when fine-tuning a model)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train)
 
