@@ -91,6 +91,11 @@ RECIPES = {
                            teacher_weight=1.0, ema=0.998),
     "rgb-std-distil-centre": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x",
                                     teacher_weight=0.5, ema=0.998, centre=True),
+    # rgb-std-distil's twin on the other input space (optical densities, as the pair's second member reads
+    # them; the strided stem so it trains in rgb-std's time): two students that read a patch differently,
+    # joined by `lymphmet ensemble`, for the pair's diversity at the students' patch figures.
+    "hed-std-distil": Recipe(input_space="hed", stain=0.2, blur=1.5, stem_stride=2, teacher="lymph-node-10x",
+                             teacher_weight=0.5, ema=0.998),
     "hed": Recipe(input_space="hed"),
     "rgb-wide": Recipe(filters=(32, 64, 96, 128, 192)),
     "rgb-deep": Recipe(convs_per_block=2, filters=(24, 32, 48, 64, 96)),
