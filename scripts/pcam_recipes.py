@@ -61,6 +61,7 @@ class Recipe:
     teacher_weight: float = 0.0  # ... makes this share of the target, the hard label the rest
     ema: float = 0.0  # validate and keep an exponential moving average of the weights (0: off; e.g. 0.998)
     centre: bool = False  # the head also reads the last feature map's centre cell (the labelled 32 px)
+    teacher_scale: bool = False  # distil: fold into the head the logit map that gives the teacher's scale
 
 
 RECIPES = {
@@ -95,7 +96,12 @@ RECIPES = {
     # them; the strided stem so it trains in rgb-std's time): two students that read a patch differently,
     # joined by `lymphmet ensemble`, for the pair's diversity at the students' patch figures.
     "hed-std-distil": Recipe(input_space="hed", stain=0.2, blur=1.5, stem_stride=2, teacher="lymph-node-10x",
-                             teacher_weight=0.5, ema=0.998),
+                             teacher_weight=0.5, ema=0.998, teacher_scale=True),
+    # rgb-std-distil trained alike (copy its folder to resume from its epochs), its logits then mapped onto
+    # the teacher's scale: detection reads a smoothed map at Youden's threshold, and that map's heights
+    # depend on the scale (a 2 x 2-patch lesion peaked under rgb-std-distil's 0.653).
+    "rgb-std-distil-scaled": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x",
+                                    teacher_weight=0.5, ema=0.998, teacher_scale=True),
     "hed": Recipe(input_space="hed"),
     "rgb-wide": Recipe(filters=(32, 64, 96, 128, 192)),
     "rgb-deep": Recipe(convs_per_block=2, filters=(24, 32, 48, 64, 96)),
@@ -286,7 +292,7 @@ def run(name: str, recipe: Recipe, data: Path, work: Path) -> dict:
         model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay),
                       loss="binary_crossentropy")
     class_weight = len(train_y) / (2 * np.bincount(train_y.astype(int)))
-    target_y = train_y
+    target_y, soft = train_y, None
     if recipe.teacher:
         soft = teacher_scores(recipe.teacher, train_x, work / "cache")
         target_y = ((1 - recipe.teacher_weight) * train_y + recipe.teacher_weight * soft).astype(np.float32)
@@ -323,13 +329,15 @@ def run(name: str, recipe: Recipe, data: Path, work: Path) -> dict:
         print(json.dumps({"recipe": name, **row}), flush=True)
     best_row = max(done, key=lambda r: r["auc"])
     model = keras.saving.load_model(folder / "best-weights.keras", compile=False)
+    scale = _match_teacher_scale(model, train_x, soft, recipe) if recipe.teacher_scale else None
     once = predict(model, val_x, recipe)
     eight = predict(model, val_x, recipe, tta=True)
     rate = _patches_per_second(model, val_x[:512], recipe)
     result = {"recipe": name, "config": recipe.__dict__ | {"filters": list(recipe.filters)},
               "best_epoch": best_row["epoch"], "epochs": len(done), "weights": int(model.count_params()),
               "valid_once": metrics(val_y, once), "valid_tta8": metrics(val_y, eight),
-              "patches_per_second": rate, "train_minutes": round(sum(r["seconds"] for r in done) / 60, 1)}
+              "patches_per_second": rate, "train_minutes": round(sum(r["seconds"] for r in done) / 60, 1),
+              **({"teacher_scale": scale} if scale else {})}
     _save_with_card(model, recipe, result, folder / "best.keras", threshold=result["valid_once"]["threshold"])
     (folder / "result.json").write_text(json.dumps(result, indent=2))
     return result
@@ -363,6 +371,24 @@ class _MovingAverage:
         tmp = self.file.with_suffix(".tmp.npz")
         np.savez(tmp, **{f"w{i}": a for i, a in enumerate(self.average)})
         os.replace(tmp, self.file)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _match_teacher_scale(model, images: np.ndarray, teacher: np.ndarray, recipe: Recipe) -> dict:
+    """Fold ``a * logit + c`` into the sigmoid head so that the student's logits on ``images`` have the
+    teacher's mean and spread (moments, not a regression, which would shrink them by the two's disagreement).
+    Monotonic: AUC is unchanged; the threshold and the smoothed map's heights take the teacher's scale."""
+    student, target = _logit(predict(model, images, recipe)), _logit(teacher)
+    slope = float(target.std() / student.std())
+    intercept = float(target.mean() - slope * student.mean())
+    head = model.get_layer("tumor")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel * slope, bias * slope + intercept])
+    return {"slope": round(slope, 4), "intercept": round(intercept, 4)}
 
 
 def _patches_per_second(model, images: np.ndarray, recipe: Recipe) -> float:
@@ -405,9 +431,10 @@ def main() -> None:
     if args.install:
         target = ROOT / "src" / "napari_lymphmet" / "models" / f"{args.install}.keras"
         shutil.copyfile(args.work / args.recipes[-1] / "best.keras", target)
-        # The screening threshold comes from the same validation scores; calibrating also writes the ONNX export.
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "calibrate_screening.py"), args.install,
-                        str(args.data / "valid")], check=True)
+        # The screening and detection thresholds come from the same validation scores; calibrating also writes
+        # the ONNX export.
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "calibrate_thresholds.py"), args.install,
+                        str(args.data / "valid"), "--detection"], check=True)
         print(f"installed {target}", file=sys.stderr)
 
 

@@ -1,0 +1,50 @@
+"""The detection threshold from validation scores: a budget of false alarms per mm² on smoothed normal tissue."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_lymphmet.model.lesion_calibration import FALSE_ALARMS_PER_MM2, detection_threshold
+
+CELL_MM = 96 * 0.972e-3  # a PCam patch at 10×
+
+
+def _scores(separation: float, n: int = 1500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Binormal validation scores (probabilities) whose logits lie ``separation`` apart."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([0, 1], n)
+    logits = rng.normal(0, 1.5, 2 * n) + labels * separation - separation / 2
+    return labels, 1 / (1 + np.exp(-logits))
+
+
+def test_the_threshold_keeps_normal_tissue_within_the_budget_and_a_tighter_budget_raises_it():
+    labels, scores = _scores(4.0)
+    found = detection_threshold(labels, scores, cell_mm=CELL_MM)
+    assert 0 < found["detection_threshold"] < 1
+    assert found["false_alarms_per_mm2"] <= FALSE_ALARMS_PER_MM2
+    stricter = detection_threshold(labels, scores, cell_mm=CELL_MM, false_alarms_per_mm2=0.01)
+    assert stricter["detection_threshold"] > found["detection_threshold"]
+    assert stricter["small_lesion_sensitivity"] <= found["small_lesion_sensitivity"]
+
+
+def test_a_model_that_separates_better_finds_more_small_lesions_at_the_same_budget():
+    """What the simulation is for: the whole-slide operating point, comparable across models."""
+    weak = detection_threshold(*_scores(2.5), cell_mm=CELL_MM)
+    strong = detection_threshold(*_scores(5.0), cell_mm=CELL_MM)
+    assert strong["small_lesion_sensitivity"] > weak["small_lesion_sensitivity"] + 0.1
+
+
+def test_the_threshold_follows_the_models_scale_not_youdens_cut():
+    """Scores halved (smoothing is linear, so the smoothed map is halved too) give the threshold halved, to
+    the step tried: the same cells are false alarms. Youden's cut on patches knows nothing of the map."""
+    labels, scores = _scores(4.0)
+    a = detection_threshold(labels, scores, cell_mm=CELL_MM)["detection_threshold"]
+    b = detection_threshold(labels, scores * 0.5, cell_mm=CELL_MM)["detection_threshold"]
+    assert b == pytest.approx(a * 0.5, abs=0.005)
+
+
+def test_it_is_deterministic_and_needs_both_classes():
+    labels, scores = _scores(4.0)
+    assert detection_threshold(labels, scores, cell_mm=CELL_MM) == detection_threshold(labels, scores, cell_mm=CELL_MM)
+    assert detection_threshold(np.ones(10), np.linspace(0, 1, 10), cell_mm=CELL_MM) == {}
