@@ -80,7 +80,7 @@ RECIPES = {
     # One network with the pair's figures at one network's speed: rgb-std's network and recipe, its targets
     # half the hard label and half the default pair's 8-view mean on the same patch (distillation; the
     # teacher's view of PCam's noisy centre-32-px labels), validated on a moving average of its weights.
-    "rgb-std-distil": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x",
+    "rgb-std-distil": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x-pair",
                              teacher_weight=0.5, ema=0.998),
     # A PCam label says whether the central 32 × 32 px hold tumor, yet global average pooling weighs the
     # whole 96 px alike. The last feature map is 3 × 3 cells, its centre cell the labelled centre: the head
@@ -88,19 +88,19 @@ RECIPES = {
     "rgb-std-centre": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, centre=True),
     # rgb-std-distil's half-and-half targets moved its scale up (Youden's threshold 0.653 against the pair's
     # 0.371) and lost the smallest lesions on whole slides: the teacher's probabilities alone as targets.
-    "rgb-std-soft": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x",
+    "rgb-std-soft": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x-pair",
                            teacher_weight=1.0, ema=0.998),
-    "rgb-std-distil-centre": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x",
+    "rgb-std-distil-centre": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x-pair",
                                     teacher_weight=0.5, ema=0.998, centre=True),
     # rgb-std-distil's twin on the other input space (optical densities, as the pair's second member reads
     # them; the strided stem so it trains in rgb-std's time): two students that read a patch differently,
     # joined by `lymphmet ensemble`, for the pair's diversity at the students' patch figures.
-    "hed-std-distil": Recipe(input_space="hed", stain=0.2, blur=1.5, stem_stride=2, teacher="lymph-node-10x",
+    "hed-std-distil": Recipe(input_space="hed", stain=0.2, blur=1.5, stem_stride=2, teacher="lymph-node-10x-pair",
                              teacher_weight=0.5, ema=0.998, teacher_scale=True),
     # rgb-std-distil trained alike (copy its folder to resume from its epochs), its logits then mapped onto
     # the teacher's scale: detection reads a smoothed map at Youden's threshold, and that map's heights
     # depend on the scale (a 2 x 2-patch lesion peaked under rgb-std-distil's 0.653).
-    "rgb-std-distil-scaled": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x",
+    "rgb-std-distil-scaled": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x-pair",
                                     teacher_weight=0.5, ema=0.998, teacher_scale=True),
     "hed": Recipe(input_space="hed"),
     "rgb-wide": Recipe(filters=(32, 64, 96, 128, 192)),

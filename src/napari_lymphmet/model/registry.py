@@ -53,5 +53,5 @@ def describe_models() -> dict[str, Any]:
         card = read_card(path)
         rows.append({"name": name, "path": str(path), "backbone": card.backbone, "patch_mpp": card.patch_mpp,
                      "patch_size": card.patch_size, "input_size": card.input_size, "threshold": card.threshold,
-                     "validation": dict(card.validation) if card.validation else None})
+                     "validation": card.to_dict()["validation"] or None})  # plain: nested mappings too
     return {"default": DEFAULT_MODEL, "models": rows}
