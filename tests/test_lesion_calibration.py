@@ -48,3 +48,33 @@ def test_it_is_deterministic_and_needs_both_classes():
     labels, scores = _scores(4.0)
     assert detection_threshold(labels, scores, cell_mm=CELL_MM) == detection_threshold(labels, scores, cell_mm=CELL_MM)
     assert detection_threshold(np.ones(10), np.linspace(0, 1, 10), cell_mm=CELL_MM) == {}
+
+
+@pytest.mark.tf
+def test_calibrate_thresholds_gives_a_model_file_its_detection_threshold(tmp_path, synthetic_model):
+    """The script a bundled model is installed with, on any model file: the card's threshold becomes the
+    detection threshold, Youden's cut and the screening threshold are kept beside it, the weights unchanged."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from napari_lymphmet.model import read_card
+
+    from .conftest import write_patch_folder
+
+    model = Path(shutil.copy(synthetic_model[0], tmp_path / "model.keras"))
+    before = read_card(model)
+    folder = write_patch_folder(tmp_path / "valid", lambda label: [f"{label}{i}.png" for i in range(24)],
+                                size=before.input_size)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "calibrate_thresholds.py"
+    done = subprocess.run([sys.executable, str(script), str(model), str(folder), "--detection"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = read_card(model)
+    validation = card.validation
+    assert card.threshold == validation["detection_threshold"]
+    assert 0 <= validation["false_alarms_per_mm2"] <= FALSE_ALARMS_PER_MM2
+    assert 0 <= validation["small_lesion_sensitivity"] <= 1 and 0 < validation["youden_threshold"] < 1
+    assert 0 <= card.screen_threshold <= 1
+    assert (card.backbone, card.input_size, card.patch_mpp) == (before.backbone, before.input_size, before.patch_mpp)
