@@ -9,7 +9,7 @@ such as a bundled model, scored on its own validation set (``FOLDER``:
 PCam ``valid/``). With ``--detection`` the card's threshold, the one
 ``predict`` detects lesions at, becomes the lowest at which normal tissue
 like the folder's gives at most one false alarm per 10 mm² of the smoothed
-heatmap (``napari_lymphmet.model.lesion_calibration``) instead of Youden's
+heatmap (``napari_lymphmet.inference.lesion_calibration``) instead of Youden's
 cut on single patches; Youden's stays in the card's validation figures.
 The model file is rewritten with the new card (the weights unchanged); a
 bundled model's ONNX export is made again.
@@ -34,7 +34,7 @@ def main() -> None:
 
     from napari_lymphmet.model import (BUNDLED_DIR, load_model, load_runner, read_patch_table, resolve_model,
                                        save_model)
-    from napari_lymphmet.model.lesion_calibration import detection_threshold
+    from napari_lymphmet.inference.lesion_calibration import detection_threshold
     from napari_lymphmet.model.metrics import best_threshold, binary_metrics, screening_threshold
     from napari_lymphmet.model.predict import predict_patches
     from napari_lymphmet.model.runtime import write_onnx_beside

@@ -98,8 +98,8 @@ RECIPES = {
     "hed-std-distil": Recipe(input_space="hed", stain=0.2, blur=1.5, stem_stride=2, teacher="lymph-node-10x-pair",
                              teacher_weight=0.5, ema=0.998, teacher_scale=True),
     # rgb-std-distil trained alike (copy its folder to resume from its epochs), its logits then mapped onto
-    # the teacher's scale: detection reads a smoothed map at Youden's threshold, and that map's heights
-    # depend on the scale (a 2 x 2-patch lesion peaked under rgb-std-distil's 0.653).
+    # the teacher's scale: detection reads a smoothed map, whose heights depend on the scale (a 2 x 2-patch
+    # lesion peaked under rgb-std-distil's Youden threshold, 0.653).
     "rgb-std-distil-scaled": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x-pair",
                                     teacher_weight=0.5, ema=0.998, teacher_scale=True),
     "hed": Recipe(input_space="hed"),
@@ -373,16 +373,13 @@ class _MovingAverage:
         os.replace(tmp, self.file)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def _match_teacher_scale(model, images: np.ndarray, teacher: np.ndarray, recipe: Recipe) -> dict:
     """Fold ``a * logit + c`` into the sigmoid head so that the student's logits on ``images`` have the
     teacher's mean and spread (moments, not a regression, which would shrink them by the two's disagreement).
     Monotonic: AUC is unchanged; the threshold and the smoothed map's heights take the teacher's scale."""
-    student, target = _logit(predict(model, images, recipe)), _logit(teacher)
+    from scipy.special import logit
+
+    student, target = (logit(np.clip(p, 1e-6, 1 - 1e-6)) for p in (predict(model, images, recipe), teacher))
     slope = float(target.std() / student.std())
     intercept = float(target.mean() - slope * student.mean())
     head = model.get_layer("tumor")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_lymphmet.model.lesion_calibration import FALSE_ALARMS_PER_MM2, detection_threshold
+from napari_lymphmet.inference.lesion_calibration import FALSE_ALARMS_PER_MM2, detection_threshold
 
 CELL_MM = 96 * 0.972e-3  # a PCam patch at 10×
 

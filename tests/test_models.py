@@ -114,7 +114,7 @@ def test_the_bundled_models_thresholds_are_what_its_validation_patches_give():
     from skimage.io import imread
 
     from napari_lymphmet.model import load_runner, predict_patches
-    from napari_lymphmet.model.lesion_calibration import detection_threshold
+    from napari_lymphmet.inference.lesion_calibration import detection_threshold
 
     runner, card = load_runner(DEFAULT_MODEL)
     assert 0 < card.screen_threshold < card.threshold

@@ -64,7 +64,7 @@ class ModelCard:
         Output index to class name; index 1 is the score.
     threshold : float
         Decision threshold, chosen on validation (Youden's J) by ``train`` and ``ensemble``, else 0.5;
-        the bundled models' is their detection threshold (:mod:`~napari_lymphmet.model.lesion_calibration`).
+        the bundled models' is their detection threshold (:mod:`~napari_lymphmet.inference.lesion_calibration`).
     input_space : {"rgb", "hed"}
         ``"hed"``: haematoxylin/eosin optical densities standardised per patch.
     stain_norm : Mapping or None

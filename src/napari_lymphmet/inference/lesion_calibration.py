@@ -58,7 +58,7 @@ def detection_threshold(labels: np.ndarray, scores: np.ndarray, *, cell_mm: floa
         random, in normal tissue; about 0.19 mm at 10×, CAMELYON16's smallest scored size) whose
         smoothed peak reaches it. Empty without both classes.
     """
-    from scipy import ndimage
+    from .detect import detect, smooth_heatmap
 
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, np.float64)
@@ -66,13 +66,16 @@ def detection_threshold(labels: np.ndarray, scores: np.ndarray, *, cell_mm: floa
         return {}
     rng = np.random.default_rng(seed)
     normal, tumor = scores[~labels], scores[labels]
-    fields = [ndimage.gaussian_filter(rng.choice(normal, (_FIELD, _FIELD)), sigma_cells, mode="reflect",
-                                      truncate=3.0) for _ in range(_FIELDS)]
+    # Smoothed as detection smooths, on a margin of tissue cut off afterwards (the smoothing reads 3 sigma
+    # around a cell; at a field's edge it would read glass).
+    margin = int(np.ceil(3 * sigma_cells))
+    fields = [smooth_heatmap(rng.choice(normal, (_FIELD + 2 * margin,) * 2), sigma_cells)[margin:-margin or None,
+                                                                                        margin:-margin or None]
+              for _ in range(_FIELDS)]
     area = _FIELDS * _FIELD ** 2 * cell_mm ** 2
 
-    def density(threshold: float) -> float:
-        eight = np.ones((3, 3))
-        return sum(ndimage.label(f >= threshold, structure=eight)[1] for f in fields) / area
+    def density(threshold: float) -> float:  # counted as detection counts: one a connected region above it
+        return sum(len(detect(f, 1.0, threshold=float(threshold))) for f in fields) / area
 
     # From the top down, the last threshold before the budget is first exceeded: a region can split in
     # two as the threshold rises, so the count is not monotonic and a bisection could stop inside a dip.
@@ -88,13 +91,13 @@ def detection_threshold(labels: np.ndarray, scores: np.ndarray, *, cell_mm: floa
 
 def _small_lesion_peaks(rng: np.random.Generator, normal: np.ndarray, tumor: np.ndarray, sigma: float) -> np.ndarray:
     """``(_LESIONS,)`` smoothed peaks of 2 × 2-cell lesions of tumor scores set in normal tissue."""
-    from scipy import ndimage
+    from .detect import smooth_heatmap
 
-    side, at = 15, 6  # the lesion's cells [6, 8) in a 15-cell field, 3 sigma from its edges
+    at = int(np.ceil(3 * sigma)) + 2  # the lesion's cells [at, at + 2), its neighbourhood clear of the edges
+    side = 2 * at + 2
     peaks = np.empty(_LESIONS)
     for i in range(_LESIONS):
         field = rng.choice(normal, (side, side))
         field[at:at + 2, at:at + 2] = rng.choice(tumor, (2, 2))
-        smoothed = ndimage.gaussian_filter(field, sigma, mode="reflect", truncate=3.0)
-        peaks[i] = smoothed[at - 1:at + 3, at - 1:at + 3].max()
+        peaks[i] = smooth_heatmap(field, sigma)[at - 1:at + 3, at - 1:at + 3].max()
     return peaks
