@@ -35,7 +35,8 @@ def main() -> None:
     from napari_lymphmet.model import (BUNDLED_DIR, load_model, load_runner, read_patch_table, resolve_model,
                                        save_model)
     from napari_lymphmet.inference.lesion_calibration import detection_threshold
-    from napari_lymphmet.model.metrics import best_threshold, binary_metrics, screening_threshold
+    from napari_lymphmet.model.metrics import (best_threshold, binary_metrics, normal_score_quantiles,
+                                               screening_threshold)
     from napari_lymphmet.model.predict import predict_patches
     from napari_lymphmet.model.runtime import write_onnx_beside
     from skimage.io import imread
@@ -45,7 +46,7 @@ def main() -> None:
     runner, card = load_runner(path)
     batches = (np.stack([imread(p)[..., :3] for p in table.paths[i:i + 256]]) for i in range(0, len(table), 256))
     scores = np.concatenate([predict_patches(runner, card, batch) for batch in batches])
-    found = screening_threshold(table.labels, scores)
+    found = screening_threshold(table.labels, scores) | normal_score_quantiles(table.labels, scores)
     threshold = card.threshold
     if args.detection:
         youden = best_threshold(table.labels, scores)

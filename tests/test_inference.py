@@ -117,6 +117,38 @@ def test_heatmap_peak_lies_on_the_painted_square(synthetic_model, square_slide, 
     assert np.all(np.abs(peak_world - centre_world) <= np.asarray(scale)), (peak_world, centre_world)
 
 
+def test_the_node_gate_calls_a_node_negative_that_tumor_free_tissue_would_match_until_a_mark_says_tumor(
+        synthetic_model, square_slide, tmp_path):
+    """Issue 31: a node whose slide score tumor-free tissue like the validation set's reaches is negative, its
+    detections still written for review; marking one tumor in the review gives the node its category."""
+    import csv
+
+    from napari_lymphmet.inference import node_category, slide_score, write_outputs
+    from napari_lymphmet.workflows import Review
+
+    model_path, _ = synthetic_model
+    path, _ = square_slide
+    result = _predict(path, model_path)
+    score = slide_score(result.heatmap)
+    written = {}
+    with open_slide(path) as slide:
+        # Tumor-free tissue that scores low everywhere: the square clears the gate. Tissue that scores a
+        # little above the square everywhere: it does not.
+        for name, normal in (("low", (0.0, 0.05)), ("high", (score + 0.01, score + 0.01))):
+            written[name] = write_outputs(tmp_path / name, slide, result, model_name="m", normal_quantiles=normal)
+    low, high = (json.loads((tmp_path / name / "heatmap.json").read_text()) for name in ("low", "high"))
+    assert low["node_gate"]["passed"] and low["node_gate"]["gate"] < score
+    sizes = [float(r["major_axis_mm"]) for r in csv.DictReader(open(tmp_path / "high" / "lesions.csv"))]
+    assert low["category"] == node_category(sizes) == "micro"  # the 0.38 mm square
+    assert not high["node_gate"]["passed"] and high["node_gate"]["gate"] > score
+    assert high["category"] == written["high"]["category"] == "negative" and high["largest_lesion_mm"] is None
+    assert high["detections"] == low["detections"] > 0 and sizes  # still there to review
+    review = Review.open(tmp_path / "high")
+    assert review.category == "negative"
+    review.mark("tumor")  # the largest first
+    assert review.category == "micro"
+
+
 def test_an_outline_s_peak_is_the_heatmap_s_highest_value_inside_it(synthetic_model, square_slide):
     """What a fine-tune reads off each correction: the heatmap's own cells, not a finer or shifted sampling."""
     from napari_lymphmet.model import load_model

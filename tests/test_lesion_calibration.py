@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_lymphmet.inference.lesion_calibration import FALSE_ALARMS_PER_MM2, detection_threshold
+from napari_lymphmet.inference.lesion_calibration import (FALSE_ALARMS_PER_MM2, NODE_GATE_LEVEL, detection_threshold,
+                                                          node_gate)
 
 CELL_MM = 96 * 0.972e-3  # a PCam patch at 10×
 
@@ -50,6 +51,49 @@ def test_it_is_deterministic_and_needs_both_classes():
     assert detection_threshold(np.ones(10), np.linspace(0, 1, 10), cell_mm=CELL_MM) == {}
 
 
+def _quantiles(separation: float = 4.0) -> list[float]:
+    from napari_lymphmet.model.metrics import normal_score_quantiles
+
+    return normal_score_quantiles(*_scores(separation))["normal_score_quantiles"]
+
+
+def _node(shape: tuple[int, int], quantiles, rng: np.random.Generator) -> np.ndarray:
+    """A tumor-free node's heatmap: an ellipse of tissue scored from the normal distribution, glass (0) around."""
+    rows, cols = np.indices(shape)
+    tissue = ((rows - shape[0] / 2) / (shape[0] / 2.2)) ** 2 + ((cols - shape[1] / 2) / (shape[1] / 2.2)) ** 2 < 1
+    heatmap = np.zeros(shape)
+    heatmap[tissue] = np.interp(rng.random(tissue.sum()), np.linspace(0, 1, len(quantiles)), quantiles)
+    return heatmap
+
+
+def test_the_node_gate_is_what_tumor_free_nodes_stay_under_and_grows_with_the_tissue():
+    """About 1 in 20 tumor-free nodes clear it (95 %), and a node with four times the tissue has more chances
+    to score high by chance, so its gate is higher; a small lesion of tumor scores clears it."""
+    from napari_lymphmet.inference import slide_score
+
+    quantiles = _quantiles()
+    rng = np.random.default_rng(1)
+    small = node_gate(_node((16, 16), quantiles, rng), quantiles)
+    large = node_gate(_node((32, 32), quantiles, rng), quantiles)
+    assert 0 < small < large < 1
+    # Its rate, away from the default number of draws' sampling noise (about ±1.5 % of nodes).
+    precise = node_gate(_node((16, 16), quantiles, rng), quantiles, draws=1000)
+    cleared = np.mean([slide_score(_node((16, 16), quantiles, rng)) >= precise for _ in range(1000)])
+    assert 1 - NODE_GATE_LEVEL - 0.02 <= cleared <= 1 - NODE_GATE_LEVEL + 0.02
+    assert abs(small - precise) < 0.02
+    positive = _node((16, 16), quantiles, rng)
+    positive[7:10, 7:10] = 0.9  # a 3 x 3-patch metastasis
+    assert slide_score(positive) > small
+
+
+def test_the_node_gate_is_deterministic_and_needs_tissue_and_quantiles():
+    quantiles = _quantiles()
+    heatmap = _node((20, 24), quantiles, np.random.default_rng(2))
+    assert node_gate(heatmap, quantiles) == node_gate(heatmap, quantiles)
+    assert node_gate(np.zeros((5, 5)), quantiles) is None
+    assert node_gate(heatmap, None) is None and node_gate(heatmap, [0.5]) is None
+
+
 @pytest.mark.tf
 def test_calibrate_thresholds_gives_a_model_file_its_detection_threshold(tmp_path, synthetic_model):
     """The script a bundled model is installed with, on any model file: the card's threshold becomes the
@@ -77,4 +121,6 @@ def test_calibrate_thresholds_gives_a_model_file_its_detection_threshold(tmp_pat
     assert 0 <= validation["false_alarms_per_mm2"] <= FALSE_ALARMS_PER_MM2
     assert 0 <= validation["small_lesion_sensitivity"] <= 1 and 0 < validation["youden_threshold"] < 1
     assert 0 <= card.screen_threshold <= 1
+    quantiles = card.normal_score_quantiles  # the node gate's tumor-free tissue
+    assert len(quantiles) == 201 and list(quantiles) == sorted(quantiles)
     assert (card.backbone, card.input_size, card.patch_mpp) == (before.backbone, before.input_size, before.patch_mpp)

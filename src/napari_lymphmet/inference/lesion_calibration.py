@@ -1,4 +1,4 @@
-"""The detection threshold of a model, from its validation scores: a budget of false alarms per mm².
+"""What a model's validation scores say about whole slides: its detection threshold and the node gate.
 
 Detection (:func:`napari_lymphmet.inference.detect`) thresholds the heatmap
 smoothed by a Gaussian one patch wide, not single patches. The height that
@@ -12,6 +12,16 @@ of false alarms per mm², measured where detection looks: on fields of
 cells that take the scores of the validation set's normal patches at
 random, smoothed as detection smooths, counted as detection counts
 (connected regions above the threshold).
+
+The node gate answers the question a node's category asks: could a
+tumor-free node with this much tissue score as high as this one? Every
+wrong node category on the mosaics of real tissue was a tumor-free node
+given one by a false alarm, while the slide score ranked every tumor node
+above every tumor-free one (docs/performance.md). The gate is the slide
+score that 95 % of tumor-free nodes with the slide's own tissue (its
+tissue cells, in their places, scored at random from the validation set's
+normal patches) stay under; a node under it is ``negative`` whatever it
+detected, unless the pathologist marks a detection tumor.
 """
 
 
@@ -19,11 +29,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ['FALSE_ALARMS_PER_MM2', 'detection_threshold']
+__all__ = ['FALSE_ALARMS_PER_MM2', 'NODE_GATE_LEVEL', 'detection_threshold', 'node_gate']
 
 # One false alarm per 10 mm² of normal tissue: about one a slide on the 32 × 32-patch mosaics
 # of real tissue (8 mm² of tissue each), a few on a lymph-node section of tens of mm².
 FALSE_ALARMS_PER_MM2 = 0.1
+
+# The share of simulated tumor-free nodes that stay under the gate: one in 20 tumor-free nodes with a
+# false alarm keeps its category, the price of calling few true ones negative.
+NODE_GATE_LEVEL = 0.95
 
 _FIELD = 200  # cells a side of each simulated field of normal tissue
 _FIELDS = 4
@@ -101,3 +115,47 @@ def _small_lesion_peaks(rng: np.random.Generator, normal: np.ndarray, tumor: np.
         field[at:at + 2, at:at + 2] = rng.choice(tumor, (2, 2))
         peaks[i] = smooth_heatmap(field, sigma)[at - 1:at + 3, at - 1:at + 3].max()
     return peaks
+
+
+def node_gate(heatmap: np.ndarray, normal_quantiles, *, level: float = NODE_GATE_LEVEL, draws: int = 500,
+              seed: int = 0) -> float | None:
+    """The slide score that ``level`` of tumor-free nodes with this heatmap's tissue stay under.
+
+    Parameters
+    ----------
+    heatmap : (rows, cols) float array
+        A slide's heatmap, 0 off tissue (:class:`~napari_lymphmet.inference.PredictResult`).
+    normal_quantiles : sequence of float
+        Evenly spaced quantiles (0 to 1) of the model's scores on normal validation patches
+        (:attr:`~napari_lymphmet.model.ModelCard.normal_score_quantiles`).
+    level : float
+        The share of simulated tumor-free nodes under the gate.
+    draws : int
+        Simulated nodes.
+    seed : int
+        For the draws; the gate is deterministic for a seed.
+
+    Returns
+    -------
+    float or None
+        The gate, on :func:`~napari_lymphmet.inference.slide_score`'s scale; None without tissue or quantiles.
+    """
+    from .detect import slide_score
+
+    quantiles = np.asarray(normal_quantiles if normal_quantiles is not None else (), np.float64)
+    tissue = np.asarray(heatmap) > 0
+    if quantiles.size < 2 or not tissue.any():
+        return None
+    rows, cols = np.nonzero(tissue)
+    # Cropped to the tissue and a 1-cell rim: the 3 x 3 windows see glass (0) where the slide's do.
+    top, left = max(rows.min() - 1, 0), max(cols.min() - 1, 0)
+    rows, cols = rows - top, cols - left
+    field = np.zeros((rows.max() + 2, cols.max() + 2))
+    rng = np.random.default_rng(seed)
+    # The distribution's inverse, tabulated finely: a draw is an index (a tenth of the time of interpolating).
+    inverse = np.interp(np.linspace(0.0, 1.0, 4096), np.linspace(0.0, 1.0, quantiles.size), quantiles)
+    scores = np.empty(draws)
+    for i in range(draws):
+        field[rows, cols] = inverse[rng.integers(0, inverse.size, rows.size)]
+        scores[i] = slide_score(field)
+    return round(float(np.quantile(scores, level)), 4)

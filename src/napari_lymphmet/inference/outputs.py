@@ -12,6 +12,7 @@ import numpy as np
 from ..io import atomic_path, result_set
 from ..annotations import write_asap_xml, write_geojson, write_geojson_points
 from .detect import DETECTION_SMOOTHING, detect, detection_sigma, slide_score
+from .lesion_calibration import NODE_GATE_LEVEL, node_gate
 from .lesions import measure_lesions, write_lesions_csv
 from .staging import node_category
 from .regions import region_annotations, tumor_regions
@@ -25,7 +26,7 @@ __all__ = ['read_heatmap', 'write_outputs']
 
 def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResult, *, model_name: str,
                   threshold: float = 0.5, method: str = "components", smooth: float = DETECTION_SMOOTHING,
-                  views: int = 1, runtime: str = "") -> dict:
+                  views: int = 1, runtime: str = "", normal_quantiles=None) -> dict:
     """Write a slide's results into ``out_dir`` as one set: the old complete set or the new, never a mix.
 
     ``heatmap.tif``, ``heatmap.ome.zarr``, ``heatmap.json``, ``overlay.png``;
@@ -39,6 +40,13 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
     relative to the slide's bounds when it has them (MRXS), as QuPath
     shows such slides; ``heatmap.json`` records that ``geojson_offset``.
 
+    With ``normal_quantiles`` (the model card's
+    :attr:`~napari_lymphmet.model.ModelCard.normal_score_quantiles`) the
+    node's category is gated: a slide whose score is under what tumor-free
+    nodes with its tissue reach (:func:`.lesion_calibration.node_gate`) is
+    ``negative`` whatever it detected; its detections and lesions are still
+    written, for review. ``heatmap.json``'s ``node_gate`` records the test.
+
     The files are written into a staging folder and moved in together,
     ``heatmap.json`` (the set's completion marker) last (see
     :func:`napari_lymphmet.io.result_set`).
@@ -47,7 +55,7 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
     out.mkdir(parents=True, exist_ok=True)
     with result_set(out, marker="heatmap.json") as stage:
         summary = _write_set(stage, slide, result, model_name=model_name, threshold=threshold, method=method,
-                             smooth=smooth, views=views, runtime=runtime)
+                             smooth=smooth, views=views, runtime=runtime, normal_quantiles=normal_quantiles)
     names = {"heatmap": "heatmap.tif", "heatmap_zarr": "heatmap.ome.zarr", "heatmap_json": "heatmap.json",
              "overlay": "overlay.png", "detections": "detections.csv", "detections_geojson": "detections.geojson",
              "lesions": "lesions.csv", "tumor_regions_geojson": "tumor_regions.geojson",
@@ -56,7 +64,7 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
 
 
 def _write_set(out: Path, slide: Slide, result: PredictResult, *, model_name: str, threshold: float, method: str,
-               smooth: float, views: int, runtime: str) -> dict:
+               smooth: float, views: int, runtime: str, normal_quantiles) -> dict:
     """Write every result file into ``out`` (the staging folder); the summary numbers."""
     import tifffile
 
@@ -81,10 +89,14 @@ def _write_set(out: Path, slide: Slide, result: PredictResult, *, model_name: st
                 geojson_offset=list(slide.bounds[:2]) if slide.bounds else [0, 0])
     lesions = measure_lesions(result.heatmap, grid.downsample, detections, threshold=threshold, smooth=sigma,
                               mpp=slide.mean_mpp if slide.mpp else None)
-    # The node's category, as a pathologist reports it: its largest metastasis's (CAMELYON17).
-    info.update(largest_lesion_mm=max((le.major_axis_mm for le in lesions if le.major_axis_mm is not None),
-                                      default=None),
-                category=node_category(le.major_axis_mm for le in lesions))
+    # The node's category, as a pathologist reports it: its largest metastasis's (CAMELYON17), unless no
+    # more than a tumor-free node with this tissue would score (the node gate).
+    gate = node_gate(result.heatmap, normal_quantiles)
+    passed = gate is None or info["slide_score"] >= gate
+    info["node_gate"] = None if gate is None else {"gate": gate, "level": NODE_GATE_LEVEL, "passed": passed}
+    counted = [le.major_axis_mm for le in lesions] if passed else []
+    info.update(largest_lesion_mm=max((mm for mm in counted if mm is not None), default=None),
+                category=node_category(counted))
     with atomic_path(out / "heatmap.tif") as tmp:
         tifffile.imwrite(tmp, result.heatmap.astype(np.float32), description=json.dumps(info),
                          compression="zlib", metadata=None)

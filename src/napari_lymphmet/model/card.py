@@ -123,6 +123,15 @@ class ModelCard:
         return float(value) if _is_number(value) and 0 <= value <= 1 else None
 
     @property
+    def normal_score_quantiles(self) -> tuple[float, ...] | None:
+        """Evenly spaced quantiles (0 to 1) of the validation normal patches' scores (see
+        :func:`~napari_lymphmet.model.metrics.normal_score_quantiles`), or None for models without them."""
+        values = (self.validation or {}).get("normal_score_quantiles")
+        if not isinstance(values, (list, tuple)) or len(values) < 2 or not all(_is_number(v) for v in values):
+            return None
+        return tuple(float(v) for v in values)
+
+    @property
     def read_size(self) -> int:
         """Side of the patch to read from a slide, px at :attr:`patch_mpp`."""
         return int(self.patch_size or self.input_size)

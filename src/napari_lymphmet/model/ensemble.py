@@ -105,7 +105,7 @@ def save_ensemble(models: Sequence[str], validation, output) -> ModelCard:
 
     from .data import make_dataset
     from .io import load_model, save_model
-    from .metrics import best_threshold, binary_metrics, screening_threshold
+    from .metrics import best_threshold, binary_metrics, normal_score_quantiles, screening_threshold
     from .predict import checked_probabilities
 
     output = Path(output)
@@ -130,7 +130,8 @@ def save_ensemble(models: Sequence[str], validation, output) -> ModelCard:
     card = replace(
         card, threshold=threshold,
         validation={**binary_metrics(validation.labels, joint, threshold),
-                    **screening_threshold(validation.labels, joint)},
+                    **screening_threshold(validation.labels, joint),
+                    **normal_score_quantiles(validation.labels, joint)},
         training={"members": [{"model": Path(name).name, "backbone": c.backbone, "input_space": c.input_space,
                                "threshold": c.threshold, "validation": metrics}
                               for name, (_, c), metrics in zip(models, members, own)],

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ['SCREEN_SENSITIVITY', 'best_threshold', 'binary_metrics', 'roc_auc', 'screening_threshold']
+__all__ = ['SCREEN_SENSITIVITY', 'best_threshold', 'binary_metrics', 'normal_score_quantiles', 'roc_auc',
+           'screening_threshold']
 
 # The share of validation tumor patches a screening lattice cell must flag (see screening_threshold).
 SCREEN_SENSITIVITY = 0.97
@@ -99,3 +100,16 @@ def screening_threshold(labels: np.ndarray, scores: np.ndarray, *,
     threshold = float(np.quantile(scores[labels], 1 - sensitivity, method="lower"))
     return {"screen_threshold": threshold, "screen_sensitivity": float(sensitivity),
             "normal_above_screen": float((scores[~labels] >= threshold).mean())}
+
+
+def normal_score_quantiles(labels: np.ndarray, scores: np.ndarray, *, count: int = 201) -> dict[str, list[float]]:
+    """The distribution of the normal patches' scores, as ``count`` evenly spaced quantiles (0 to 1).
+
+    What a model says about tumor-free tissue like the validation set's: the
+    node gate (:func:`~napari_lymphmet.inference.lesion_calibration.node_gate`)
+    draws tumor-free slides from it. Empty without normal patches.
+    """
+    normal = np.asarray(scores, np.float64)[~np.asarray(labels).astype(bool)]
+    if not len(normal):
+        return {}
+    return {"normal_score_quantiles": [round(float(q), 6) for q in np.quantile(normal, np.linspace(0, 1, count))]}

@@ -21,7 +21,7 @@ from .architectures import BACKBONES, DEFAULT_INPUT, ENSEMBLE_BACKBONE, FROM_SCR
 from .card import ModelCard, read_card
 from .data import _image_size, make_dataset
 from ..errors import InputError
-from .metrics import best_threshold, binary_metrics, screening_threshold
+from .metrics import best_threshold, binary_metrics, normal_score_quantiles, screening_threshold
 from .io import save_model
 from .registry import bundled_models, resolve_model
 from .preprocess import _reinhard_fit
@@ -325,7 +325,8 @@ def train(
             scores = best_model.predict(val_ds, verbose=0).ravel()
             threshold = best_threshold(val_table.labels, scores)
             validation = {**binary_metrics(val_table.labels, scores, threshold),
-                          **screening_threshold(val_table.labels, scores)}
+                          **screening_threshold(val_table.labels, scores),
+                          **normal_score_quantiles(val_table.labels, scores)}
         else:  # nothing to choose a threshold on: a fine-tuned model keeps its parent's
             threshold, validation = (keep.threshold if keep else 0.5), None
         card = replace(card, threshold=float(threshold), validation=validation, epochs_run=epochs_run,

@@ -7,7 +7,10 @@ them as ``corrections.geojson``: each marked detection's region above the
 threshold, a cell wider, as *tumor* or *not tumor* (``Exclusion``), which
 ``lymphmet finetune --corrections`` and the Corrections panel take as they
 are. The node's category follows the marks: a detection marked not tumor no
-longer counts.
+longer counts, and one marked tumor counts even on a node the node gate
+called negative (its slide score no higher than tumor-free nodes reach;
+:func:`~napari_lymphmet.inference.lesion_calibration.node_gate`), where
+the unmarked ones do not.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ class Review:
     position: int = 0
     order: str = "size"
     cell: float = 1.0  # level-0 px of a heatmap cell: how far apart two detections may be and still be one
+    gate_passed: bool = True  # the node gate let the slide's unmarked detections count (heatmap.json's node_gate)
     # Each mark's outline, and the heatmap they are drawn from (read on the first mark).
     _outlines: dict = field(default_factory=dict, init=False, repr=False)
     _heatmap: tuple | None = field(default=None, init=False, repr=False)
@@ -94,7 +98,9 @@ class Review:
                          for row in csv.DictReader(f)]
         except (KeyError, ValueError) as exc:
             raise InputError(f"{table}: not a lesions.csv of lymphmet predict ({exc})") from None
-        review = cls(folder, str(info.get("slide", "")), items, cell=float(info.get("downsample", 1.0)))
+        gate = info.get("node_gate") if isinstance(info.get("node_gate"), dict) else {}
+        review = cls(folder, str(info.get("slide", "")), items, cell=float(info.get("downsample", 1.0)),
+                     gate_passed=bool(gate.get("passed", True)))
         saved = folder / "review.json"
         if saved.is_file():
             state = json.loads(saved.read_text())
@@ -169,8 +175,12 @@ class Review:
 
     @property
     def category(self) -> str:
-        """The node's category from the detections not marked *not tumor* (marked tumor or not yet seen)."""
-        return node_category(i.major_axis_mm for i in self.items if self.marks.get(i.rank) != "not tumor")
+        """The node's category from the detections marked tumor and, where the node gate passed, those not yet seen."""
+        def counts(item: ReviewItem) -> bool:
+            mark = self.marks.get(item.rank)
+            return mark == "tumor" or (mark is None and self.gate_passed)
+
+        return node_category(i.major_axis_mm for i in self.items if counts(i))
 
     # -- files ----------------------------------------------------------------------------------
     @property

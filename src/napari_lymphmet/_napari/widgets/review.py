@@ -163,7 +163,9 @@ class ReviewWidget(PluginWidget):
         size = f"{item.major_axis_mm:.2f} mm {item.category}" if item.major_axis_mm is not None else "size unknown"
         mark = review.marks.get(item.rank, "unmarked")
         self.current.value = f"{review.position + 1} of {len(review.items)}: p {item.confidence:.2f}, {size}; {mark}"
-        self.category_label.value = f"node: {review.category} ({review.reviewed}/{len(review.items)} reviewed)"
+        gated = "" if review.gate_passed else "; under the node gate, only detections marked tumor count"
+        self.category_label.value = (f"node: {review.category} ({review.reviewed}/{len(review.items)} reviewed"
+                                     f"{gated})")
         self._go_to(item.x, item.y, item.major_axis_mm)
 
     def _go_to(self, x: float, y: float, major_axis_mm: float | None) -> None:
