@@ -114,7 +114,8 @@ def main() -> None:
         predict += ["--smooth", args.smooth]
     lymphmet(*predict)
     summary = lymphmet("evaluate", "--detections", str(out), "--truth", str(truth_dir), "--slides", str(slides_dir))
-    scores = {name: json.loads((out / name / "heatmap.json").read_text())["slide_score"] for name in truth}
+    infos = {name: json.loads((out / name / "heatmap.json").read_text()) for name in truth}
+    scores = {name: info["slide_score"] for name, info in infos.items()}
     tumor_scores = [scores[n] for n in tumor_slides]
     normal_scores = [scores[n] for n in NORMAL_SLIDES]
     per_slide = {s["slide"]: {k: s[k] for k in ("detections", "lesions", "tp", "fp")} for s in summary["per_slide"]}
@@ -125,6 +126,8 @@ def main() -> None:
         "slides": f"{len(truth)} at 0.243 µm/px, {side * PATCH * UPSAMPLE} px square",
         "heatmap_auc": round(heatmap_auc(out, truth), 4),
         "slide_scores": {k: round(v, 4) for k, v in scores.items()},
+        # What a tumor-free node with each slide's tissue stays under (95 %); below it a node is negative.
+        "node_gates": {k: (info.get("node_gate") or {}).get("gate") for k, info in infos.items()},
         "tumor_slides_rank_first": min(tumor_scores) > max(normal_scores),
         "slide_auc": summary["slide_auc"],
         "lesions": summary["lesions"],

@@ -102,6 +102,7 @@ def test_progress_lines_end_with_a_newline_off_a_terminal(tmp_path):
     ("predict", "{slide}", "-o", "{tmp}/o", "--stride", "-1"),
     ("predict", "{slide}", "-o", "{tmp}/o", "--threshold", "nan"),
     ("predict", "{slide}", "-o", "{tmp}/o", "--workers", "0"),
+    ("predict", "{slide}", "-o", "{tmp}/o", "--node-gate", "1.5"),
     ("train", "{tmp}", "-o", "{tmp}/m.keras", "--learning-rate", "0"),
     ("train", "{tmp}", "-o", "{tmp}/m.keras", "--ema", "1"),
 ])

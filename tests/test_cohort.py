@@ -65,7 +65,9 @@ def test_predict_over_a_folder_writes_a_sorted_cohort_table_and_page(cohort, coh
     assert by_slide["broken"]["category"] == "unknown"
     lesions = list(csv.DictReader(open(out / "node_a" / "lesions.csv")))
     assert lesions and all(row["category"] in ("itc", "micro", "macro") for row in lesions)
-    assert json.loads((out / "node_a" / "heatmap.json").read_text())["category"] == by_slide["node_a"]["category"]
+    info = json.loads((out / "node_a" / "heatmap.json").read_text())
+    assert info["category"] == by_slide["node_a"]["category"]
+    assert info["node_gate"] is None  # a model trained without validation patches has no normal scores to gate by
     ok = rows[:4]
     assert all(r["status"] == "ok" for r in ok) and "broken.tif" in rows[-1]["status"]
     scores = [float(r["slide_score"]) for r in ok]
@@ -79,6 +81,31 @@ def test_predict_over_a_folder_writes_a_sorted_cohort_table_and_page(cohort, coh
                      "tumor_regions.geojson", "tumor_regions.xml", "overlay.png"):
             assert (folder / name).exists(), (row["slide"], name)
     assert (out / "index.html").is_file()
+
+
+def test_the_node_gate_is_on_by_default_and_node_gate_0_turns_it_off(cohort, synthetic_model, tmp_path):
+    """A model given its validation normal scores (as calibrate_thresholds gives the bundled ones) gates each
+    node by default; the metastases of node_b clear it. ``--node-gate 0``: the largest detection's category."""
+    import shutil
+    import subprocess
+    import sys
+
+    model = Path(shutil.copy(synthetic_model[0], tmp_path / "model.keras"))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "calibrate_thresholds.py"
+    done = subprocess.run([sys.executable, str(script), str(model), str(synthetic_model[0].parent / "patches")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    infos = {}
+    for name, extra in (("default", ()), ("off", ("--node-gate", "0"))):
+        done = subprocess.run([sys.executable, "-m", "napari_lymphmet.cli", "-q", "predict", str(cohort / "node_b.tif"),
+                               "--model", str(model), "-o", str(tmp_path / name), *extra],
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-2000:]
+        infos[name] = json.loads((tmp_path / name / "heatmap.json").read_text())
+    gate = infos["default"]["node_gate"]
+    assert gate["level"] == 0.95 and gate["passed"] and infos["default"]["slide_score"] > gate["gate"]
+    assert infos["off"]["node_gate"] is None
+    assert infos["off"]["category"] == infos["default"]["category"] not in ("negative", "unknown")
 
 
 def test_every_slide_failing_exits_2_with_one_line(tmp_path, capsys, synthetic_model):

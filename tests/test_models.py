@@ -127,6 +127,9 @@ def test_the_bundled_models_thresholds_are_what_its_validation_patches_give():
                                 cell_mm=card.read_size * card.patch_mpp / 1000)
     assert card.threshold == pytest.approx(found["detection_threshold"], abs=0.0051)
     assert found["small_lesion_sensitivity"] >= 0.8
+    # The node gate's tumor-free tissue is the same normal patches' scores.
+    levels = np.linspace(0, 1, len(card.normal_score_quantiles))
+    np.testing.assert_allclose(card.normal_score_quantiles, np.quantile(scores["normal"], levels), atol=1e-3)
 
 
 def test_two_bundled_models_join_into_one_ensemble_that_predicts_a_slide(tmp_path, capsys):

@@ -256,8 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="coarse-to-fine: predict every 2nd cell, then only around those at or above "
                         "--screen-threshold; the rest take their neighbours' mean (counts in heatmap.json)")
     p.add_argument("--screen-threshold", type=PROBABILITY, default=None, metavar="P",
-                   help="with --screen, the probability whose neighbourhood is predicted in full (default: half "
-                        "the model's detection threshold)")
+                   help="with --screen, the probability whose neighbourhood is predicted in full (default: the "
+                        "score 97 %% of the model's validation tumor patches reach, at most its detection threshold)")
+    p.add_argument("--node-gate", type=PROBABILITY, default=None, metavar="LEVEL",
+                   help="a node is negative when its slide score is under what this share of tumor-free nodes "
+                        "with its tissue reach, simulated from the model's validation normal patches (default "
+                        "0.95; 0: off, the category is the largest detection's)")
     p.add_argument("--tta", type=int, choices=(1, 4, 8), default=1, metavar="1|4|8",
                    help="views per patch, averaged: 1 (default), 4 rotations, or 8 rotations and mirrorings; "
                         "each view costs one more pass of the model (see docs/models.md for what it buys)")

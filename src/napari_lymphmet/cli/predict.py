@@ -36,6 +36,8 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
                              runtime=args.runtime)
     if args.smooth is not None:
         options = replace(options, smooth=args.smooth)
+    if args.node_gate is not None:
+        options = replace(options, node_gate=args.node_gate)
     skipped: list = []
     slides = find_slides(args.slides, skipped=skipped)
     for path, reason in skipped if not args.quiet else ():

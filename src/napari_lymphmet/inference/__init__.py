@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .detect import DETECTION_SMOOTHING, detect, detection_sigma, slide_score, smooth_heatmap
 from .distributed import connect, predict_distributed
+from .lesion_calibration import NODE_GATE_LEVEL, detection_threshold, node_gate
 from .lesions import LESION_COLUMNS, Lesion, measure_lesions, write_lesions_csv
 from .staging import CATEGORIES, STAGES, lesion_category, node_category, patient_of, pn_stage
 from .grid import HeatmapGrid, batches_of, grid_for, polygon_cells, score_cells
@@ -16,6 +17,7 @@ from .screen import ScreenConfig, cells_to_refine, fill_unpredicted, lattice_cel
 
 __all__ = [
     "CATEGORIES", "STAGES", "lesion_category", "node_category", "patient_of", "pn_stage",
+    "NODE_GATE_LEVEL", "detection_threshold", "node_gate",
     "DETECTION_SMOOTHING", "LESION_COLUMNS", "HeatmapGrid", "HeatmapZarr", "Lesion", "PredictResult", "ScreenConfig",
     "TumorRegion", "batches_of", "cells_to_refine", "connect", "detect", "detection_sigma", "fill_unpredicted",
     "grid_for", "iter_predict", "lattice_cells", "measure_lesions", "model_id", "polygon_cells",

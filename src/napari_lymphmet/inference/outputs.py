@@ -26,7 +26,8 @@ __all__ = ['read_heatmap', 'write_outputs']
 
 def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResult, *, model_name: str,
                   threshold: float = 0.5, method: str = "components", smooth: float = DETECTION_SMOOTHING,
-                  views: int = 1, runtime: str = "", normal_quantiles=None) -> dict:
+                  views: int = 1, runtime: str = "", normal_quantiles=None,
+                  gate_level: float = NODE_GATE_LEVEL) -> dict:
     """Write a slide's results into ``out_dir`` as one set: the old complete set or the new, never a mix.
 
     ``heatmap.tif``, ``heatmap.ome.zarr``, ``heatmap.json``, ``overlay.png``;
@@ -42,8 +43,8 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
 
     With ``normal_quantiles`` (the model card's
     :attr:`~napari_lymphmet.model.ModelCard.normal_score_quantiles`) the
-    node's category is gated: a slide whose score is under what tumor-free
-    nodes with its tissue reach (:func:`.lesion_calibration.node_gate`) is
+    node's category is gated: a slide whose score is under what
+    ``gate_level`` of tumor-free nodes with its tissue reach (:func:`.lesion_calibration.node_gate`) is
     ``negative`` whatever it detected; its detections and lesions are still
     written, for review. ``heatmap.json``'s ``node_gate`` records the test.
 
@@ -55,7 +56,8 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
     out.mkdir(parents=True, exist_ok=True)
     with result_set(out, marker="heatmap.json") as stage:
         summary = _write_set(stage, slide, result, model_name=model_name, threshold=threshold, method=method,
-                             smooth=smooth, views=views, runtime=runtime, normal_quantiles=normal_quantiles)
+                             smooth=smooth, views=views, runtime=runtime, normal_quantiles=normal_quantiles,
+                             gate_level=gate_level)
     names = {"heatmap": "heatmap.tif", "heatmap_zarr": "heatmap.ome.zarr", "heatmap_json": "heatmap.json",
              "overlay": "overlay.png", "detections": "detections.csv", "detections_geojson": "detections.geojson",
              "lesions": "lesions.csv", "tumor_regions_geojson": "tumor_regions.geojson",
@@ -64,7 +66,8 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
 
 
 def _write_set(out: Path, slide: Slide, result: PredictResult, *, model_name: str, threshold: float, method: str,
-               smooth: float, views: int, runtime: str, normal_quantiles) -> dict:
+               smooth: float, views: int, runtime: str, normal_quantiles,
+               gate_level: float) -> dict:
     """Write every result file into ``out`` (the staging folder); the summary numbers."""
     import tifffile
 
@@ -91,9 +94,9 @@ def _write_set(out: Path, slide: Slide, result: PredictResult, *, model_name: st
                               mpp=slide.mean_mpp if slide.mpp else None)
     # The node's category, as a pathologist reports it: its largest metastasis's (CAMELYON17), unless no
     # more than a tumor-free node with this tissue would score (the node gate).
-    gate = node_gate(result.heatmap, normal_quantiles)
+    gate = node_gate(result.heatmap, normal_quantiles, level=gate_level)
     passed = gate is None or info["slide_score"] >= gate
-    info["node_gate"] = None if gate is None else {"gate": gate, "level": NODE_GATE_LEVEL, "passed": passed}
+    info["node_gate"] = None if gate is None else {"gate": gate, "level": gate_level, "passed": passed}
     counted = [le.major_axis_mm for le in lesions] if passed else []
     info.update(largest_lesion_mm=max((mm for mm in counted if mm is not None), default=None),
                 category=node_category(counted))

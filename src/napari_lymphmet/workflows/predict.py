@@ -20,8 +20,8 @@ from ..errors import InputError, ModelOutputError
 from ..io import check_writable, folder_lock
 import numpy as np
 
-from ..inference import (DETECTION_SMOOTHING, HeatmapGrid, PredictResult, ScreenConfig, grid_for, model_id,
-                         predict_slide, slide_score, write_outputs)
+from ..inference import (DETECTION_SMOOTHING, NODE_GATE_LEVEL, HeatmapGrid, PredictResult, ScreenConfig, grid_for,
+                         model_id, predict_slide, slide_score, write_outputs)
 from ..model import load_runner, resolve_model
 from ..tissue import MASK_SUFFIXES, find_companion, load_mask, tissue_for
 from ..wsi import open_slide
@@ -57,6 +57,7 @@ class PredictOptions:
     screen: ScreenConfig | None = None
     tta: int = 1  # views per patch: 1, 4 rotations, 8 rotations and mirrorings
     runtime: str = "auto"  # what runs the model: "auto" (ONNX Runtime where installed), "onnx", "tensorflow"
+    node_gate: float = NODE_GATE_LEVEL  # share of simulated tumor-free nodes under the gate; 0: no gate
 
 
 @dataclass(frozen=True)
@@ -192,5 +193,7 @@ def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, 
                 return None
         paths = write_outputs(out_dir, slide, result, model_name=Path(model_path).name,
                               threshold=threshold, method=options.detect, smooth=options.smooth,
-                              views=options.tta, runtime=model.name, normal_quantiles=card.normal_score_quantiles)
+                              views=options.tta, runtime=model.name,
+                              normal_quantiles=card.normal_score_quantiles if options.node_gate > 0 else None,
+                              gate_level=options.node_gate)
         return SlidePrediction(slide.path, slide.slide_id, out_dir, result, paths, model.name)
