@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -405,6 +406,16 @@ def test_detect_widget_one_click_heatmap_lesion_table_and_detections(make_napari
     widget.load_button.native.click()
     assert len(widget.detections) == len(widget.points_layer.data) == saved == smoothed
     assert widget.status.value.startswith("loaded saved")
+    # A node under the node gate says why it is negative despite its detections.
+    import tifffile
+
+    from napari_lymphmet.inference import read_heatmap
+
+    heat, info = read_heatmap(tmp_path / "saved" / "heatmap.tif")
+    tifffile.imwrite(tmp_path / "saved" / "heatmap.tif", heat, metadata=None, description=json.dumps(
+        {**info, "category": "negative", "node_gate": {"gate": 0.5, "level": 0.95, "passed": False}}))
+    widget.load_button.native.click()
+    assert "node negative (slide score under the node gate, 0.500)" in widget.status.value, widget.status.value
 
 
 def test_predict_writes_an_ome_zarr_heatmap_that_opens_over_the_slide(make_napari_viewer, synthetic_model, tmp_path):

@@ -107,6 +107,7 @@ def test_the_pathologists_road_with_mesa_default_driver(make_napari_viewer, synt
         qtbot.waitUntil(lambda: _idle(detect), timeout=240_000)
     assert detect.status.value.startswith("done"), detect.status.value
     assert "patches in" in detect.status.value and "(ONNX Runtime)" in detect.status.value  # what ran, how fast
+    assert "; node " in detect.status.value  # what the pathologist reports: the node's category
     # napari builds each new layer's controls and visuals on the GUI thread: the plugin adds one layer per
     # event-loop turn, imports what napari would import lazily in the worker, and runs the child at a lower
     # priority. `python -m tests` runs this test alone, so the neighbour is the child, as for a user.

@@ -231,7 +231,7 @@ class DetectWidget(LesionTableMixin, DetectResultsMixin, PluginWidget):
 
         heatmap = self._run["heatmap"]
         return (f"{state}: slide score {slide_score(heatmap):.3f}, {len(self.detections)} detections at "
-                f"threshold {self._run['threshold']:.2f}; results in {self._run['folder']}")
+                f"threshold {self._run['threshold']:.2f}{_node(self._run)}; results in {self._run['folder']}")
 
     # -- showing a run ------------------------------------------------------------------------
     def cancel(self) -> None:
@@ -241,6 +241,16 @@ class DetectWidget(LesionTableMixin, DetectResultsMixin, PluginWidget):
 
 
 _RUNTIME_NAMES = {"onnx": "ONNX Runtime", "tensorflow": "TensorFlow"}
+
+
+def _node(run: dict) -> str:
+    """``"; node micro"``, or why a node with detections is negative: the run's category (heatmap.json's)."""
+    category, gate = run.get("category"), run.get("node_gate")
+    if not category:
+        return ""
+    if isinstance(gate, dict) and not gate.get("passed", True):
+        return f"; node {category} (slide score under the node gate, {gate.get('gate', 0):.3f})"
+    return f"; node {category}"
 
 
 def _speed(summary: dict | None) -> str:

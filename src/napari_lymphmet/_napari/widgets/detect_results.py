@@ -54,7 +54,8 @@ class DetectResultsMixin:
                 self._live = {"image": image, "tissue": tissue_for(slide, layer_tissue(self.mask_box.value))}
         self._run = {"image": image, "folder": folder, "model": model_path, "card": card, "heatmap": heatmap,
                      "downsample": downsample, "cells_per_patch": box / downsample,
-                     "threshold": float(info.get("threshold", card.threshold if card else 0.5))}
+                     "threshold": float(info.get("threshold", card.threshold if card else 0.5)),
+                     "category": info.get("category"), "node_gate": info.get("node_gate")}
 
         def heat() -> None:
             with slide_of(image) as slide:
