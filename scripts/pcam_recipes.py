@@ -103,8 +103,12 @@ RECIPES = {
     "rgb-std-distil-scaled": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x-pair",
                                     teacher_weight=0.5, ema=0.998, teacher_scale=True),
     # Born again: rgb-std-distil-scaled's own network and recipe taught by its 8-view mean (0.950 on valid/,
-    # against the pair's 0.947), over a longer cosine (every long curve here peaked in its last third).
+    # against the pair's 0.947), over a longer cosine (every long curve here peaked in its last third). Its
+    # teacher was the default of its day (rgb-std-distil-scaled); it is the default since 2026-12-08.
     "rgb-std-distil2": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x",
+                              teacher_weight=0.5, ema=0.998, teacher_scale=True, epochs=24),
+    # A third generation: the same, taught by rgb-std-distil2 (the default since 2026-12-08; 8 views 0.953).
+    "rgb-std-distil3": Recipe(stain=0.2, blur=1.5, stem_stride=2, standardise=True, teacher="lymph-node-10x",
                               teacher_weight=0.5, ema=0.998, teacher_scale=True, epochs=24),
     "hed": Recipe(input_space="hed"),
     "rgb-wide": Recipe(filters=(32, 64, 96, 128, 192)),
