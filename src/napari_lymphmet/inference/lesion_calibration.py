@@ -27,6 +27,8 @@ detected, unless the pathologist marks a detection tumor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 __all__ = ['FALSE_ALARMS_PER_MM2', 'NODE_GATE_LEVEL', 'detection_threshold', 'node_gate']
@@ -117,8 +119,8 @@ def _small_lesion_peaks(rng: np.random.Generator, normal: np.ndarray, tumor: np.
     return peaks
 
 
-def node_gate(heatmap: np.ndarray, normal_quantiles, *, level: float = NODE_GATE_LEVEL, draws: int = 500,
-              seed: int = 0) -> float | None:
+def node_gate(heatmap: np.ndarray, normal_quantiles: Sequence[float] | None, *, level: float = NODE_GATE_LEVEL,
+              draws: int = 500, seed: int = 0) -> float | None:
     """The slide score that ``level`` of tumor-free nodes with this heatmap's tissue stay under.
 
     Parameters

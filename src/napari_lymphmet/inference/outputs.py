@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ __all__ = ['read_heatmap', 'write_outputs']
 
 def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResult, *, model_name: str,
                   threshold: float = 0.5, method: str = "components", smooth: float = DETECTION_SMOOTHING,
-                  views: int = 1, runtime: str = "", normal_quantiles=None,
+                  views: int = 1, runtime: str = "", normal_quantiles: Sequence[float] | None = None,
                   gate_level: float = NODE_GATE_LEVEL) -> dict:
     """Write a slide's results into ``out_dir`` as one set: the old complete set or the new, never a mix.
 
@@ -66,7 +67,7 @@ def write_outputs(out_dir: str | os.PathLike, slide: Slide, result: PredictResul
 
 
 def _write_set(out: Path, slide: Slide, result: PredictResult, *, model_name: str, threshold: float, method: str,
-               smooth: float, views: int, runtime: str, normal_quantiles,
+               smooth: float, views: int, runtime: str, normal_quantiles: Sequence[float] | None,
                gate_level: float) -> dict:
     """Write every result file into ``out`` (the staging folder); the summary numbers."""
     import tifffile
