@@ -92,6 +92,7 @@ def test_the_node_gate_is_deterministic_and_needs_tissue_and_quantiles():
     assert node_gate(heatmap, quantiles) == node_gate(heatmap, quantiles)
     assert node_gate(np.zeros((5, 5)), quantiles) is None
     assert node_gate(heatmap, None) is None and node_gate(heatmap, [0.5]) is None
+    assert node_gate(heatmap, quantiles, level=0) is None  # predict --node-gate 0
 
 
 @pytest.mark.tf

@@ -131,7 +131,7 @@ def node_gate(heatmap: np.ndarray, normal_quantiles: Sequence[float] | None, *, 
         Evenly spaced quantiles (0 to 1) of the model's scores on normal validation patches
         (:attr:`~napari_lymphmet.model.ModelCard.normal_score_quantiles`).
     level : float
-        The share of simulated tumor-free nodes under the gate.
+        The share of simulated tumor-free nodes under the gate; 0 (or less): no gate.
     draws : int
         Simulated nodes.
     seed : int
@@ -140,13 +140,14 @@ def node_gate(heatmap: np.ndarray, normal_quantiles: Sequence[float] | None, *, 
     Returns
     -------
     float or None
-        The gate, on :func:`~napari_lymphmet.inference.slide_score`'s scale; None without tissue or quantiles.
+        The gate, on :func:`~napari_lymphmet.inference.slide_score`'s scale; None without tissue or
+        quantiles, or at level 0.
     """
     from .detect import slide_score
 
     quantiles = np.asarray(normal_quantiles if normal_quantiles is not None else (), np.float64)
     tissue = np.asarray(heatmap) > 0
-    if quantiles.size < 2 or not tissue.any():
+    if level <= 0 or quantiles.size < 2 or not tissue.any():
         return None
     rows, cols = np.nonzero(tissue)
     # Cropped to the tissue and a 1-cell rim: the 3 x 3 windows see glass (0) where the slide's do.

@@ -194,6 +194,5 @@ def _predict_one(path: str | os.PathLike, out_dir: Path, model: Any, card: Any, 
         paths = write_outputs(out_dir, slide, result, model_name=Path(model_path).name,
                               threshold=threshold, method=options.detect, smooth=options.smooth,
                               views=options.tta, runtime=model.name,
-                              normal_quantiles=card.normal_score_quantiles if options.node_gate > 0 else None,
-                              gate_level=options.node_gate)
+                              normal_quantiles=card.normal_score_quantiles, gate_level=options.node_gate)
         return SlidePrediction(slide.path, slide.slide_id, out_dir, result, paths, model.name)
